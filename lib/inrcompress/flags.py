@@ -1,0 +1,125 @@
+"""absl flag groups, each defined once; every script composes the groups it needs.
+
+Names and defaults are the paper's (spec section 2). Each tool builds its own FlagValues, so
+`main(argv)` can be called repeatedly in one process (tests) without absl's global state.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from absl import flags
+
+from .errors import InrError
+
+# Flags of absl itself that FlagValues may carry; never part of an experiment's settings.
+_ABSL_FLAGS = {"help", "helpshort", "helpfull", "helpxml", "flagfile", "undefok"}
+
+
+def define_general(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("data_root", "data", "Root directory of the datasets: <data_root>/<dataset>.", flag_values=fv)
+    flags.DEFINE_string("exp_root", "exp", "Root directory of the experiments.", flag_values=fv)
+    flags.DEFINE_string("device", "auto", "Torch device: auto (cuda when available), cpu, cuda, cuda:1, ...",
+                        flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Random seed of the initialisation (and the gauss encoding matrix).",
+                         lower_bound=0, upper_bound=2**32 - 1, flag_values=fv)
+
+
+def define_architecture(fv: flags.FlagValues, hidden_dims: int = 64, ff_dims: int | None = 16) -> None:
+    flags.DEFINE_enum("activation", "sine", ["sine", "relu"], "Activation: sine = sin(30x) as in SIREN.",
+                      flag_values=fv)
+    flags.DEFINE_enum("encoding", "nerf", ["mlp", "nerf", "positional", "gauss"],
+                      "Coordinate encoding: mlp = none; nerf = NeRF-style; positional/gauss = Tancik et al. 2020.",
+                      flag_values=fv)
+    flags.DEFINE_integer("hidden_dims", hidden_dims, "Width of the MLP.", lower_bound=1, upper_bound=4096,
+                         flag_values=fv)
+    flags.DEFINE_integer("hidden_layers", 3, "Number of hidden (h x h) layers.", lower_bound=1, upper_bound=64,
+                         flag_values=fv)
+    flags.DEFINE_integer("ff_dims", ff_dims, "Number of Fourier-feature frequencies of the encoding.",
+                         lower_bound=1, upper_bound=1024, flag_values=fv)
+    flags.DEFINE_float("encoding_scale", 1.4, "Scale of the encoding (spacing of the frequencies).",
+                       lower_bound=0.0, flag_values=fv)
+
+
+def define_overfitting(fv: flags.FlagValues, *, dataset: str = "KODAK", epochs: int = 10000, lr: float = 1e-4,
+                       l1_reg: float = 0.0, downscaling: bool = True) -> None:
+    flags.DEFINE_string("dataset", dataset, "Dataset folder under data_root (KODAK, CelebA100, any folder).",
+                        flag_values=fv)
+    flags.DEFINE_integer("epochs", epochs, "Maximum epochs (= steps for an image: one image is one batch).",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_float("lr", lr, "Adam learning rate.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_float("l1_reg", l1_reg, "L1 regularisation strength on the weights.", lower_bound=0.0,
+                       flag_values=fv)
+    if downscaling:
+        flags.DEFINE_integer("downscaling_factor", 1, "Integer factor by which images are downscaled.",
+                             lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("patience", 500, "Patience of the ReduceLROnPlateau schedule (steps).", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("epochs_til_ckpt", 1000, "Epochs between checkpoints.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("steps_til_summary", 1000, "Steps between TensorBoard image summaries.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_enum("compile", "auto", ["auto", "on", "off"],
+                      "torch.compile the training step: auto = on for signals of >= 65536 points.",
+                      flag_values=fv)
+    flags.DEFINE_bool("amp", False, "Mixed precision (float16 autocast) on CUDA; changes results slightly.",
+                      flag_values=fv)
+
+
+def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adaround_iterations: int = 1000,
+                        code: str = "arithmetic", dataset: str = "KODAK") -> None:
+    flags.DEFINE_string("exp_glob", "*", "Glob (not regex) of experiment folders under exp_root.", flag_values=fv)
+    flags.DEFINE_string("dataset", dataset, "Dataset folder under data_root with the original images.",
+                        flag_values=fv)
+    flags.DEFINE_integer("retrain_epochs", retrain_epochs, "Quantization-aware retraining steps.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_float("retrain_lr", 1e-6, "Adam learning rate of quantization-aware retraining.",
+                       lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_integer("bitwidth", 8, "Bits per weight and bias.", lower_bound=1, upper_bound=16, flag_values=fv)
+    flags.DEFINE_bool("adaround", True, "Use AdaRound (--noadaround: nearest rounding).", flag_values=fv)
+    flags.DEFINE_bool("retrain", True, "Quantization-aware retraining (--noretrain to skip).", flag_values=fv)
+    flags.DEFINE_bool("skip_existing", True, "Skip an image whose metrics file for this setting exists.",
+                      flag_values=fv)
+    flags.DEFINE_float("adaround_reg", 1e-4, "Weight of AdaRound's rounding regulariser.", lower_bound=0.0,
+                       flag_values=fv)
+    flags.DEFINE_integer("adaround_iterations", adaround_iterations, "AdaRound iterations per layer.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_enum("code", code, ["arithmetic", "brotli"], "Lossless coder of the quantized weights.",
+                      flag_values=fv)
+
+
+def parse(fv: flags.FlagValues, argv: list[str] | None, prog: str) -> list[str]:
+    """Parse argv (without the program name); a bad flag becomes an InrError (one line, exit 2)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "--helpfull", "--helpshort") for a in argv):
+        print(f"usage: {prog} [--flag=value ...]\n\n{fv.get_help()}")
+        raise HelpShown()
+    try:
+        rest = fv([prog] + argv)
+    except flags.Error as e:
+        raise InrError(str(e).splitlines()[0]) from None
+    return rest[1:]
+
+
+class HelpShown(Exception):
+    """--help was given: the help text is printed and the tool exits with 0."""
+
+
+def values(fv: flags.FlagValues) -> dict:
+    """The tool's own flags as a plain dict (what goes into FLAGS.yml)."""
+    return {k: v for k, v in fv.flag_values_dict().items() if k not in _ABSL_FLAGS}
+
+
+def run_tool(body: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run a tool's body; report an InrError as one line on stderr and return exit code 2."""
+    try:
+        code = body(argv)
+    except HelpShown:
+        return 0
+    except InrError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    return int(code or 0)

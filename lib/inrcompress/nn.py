@@ -1,0 +1,157 @@
+"""Coordinate encodings and the INR MLP (spec section 3).
+
+Coordinates are in [-1, 1]; for images the first component is the row (y), the second the column (x).
+The network is an ordinary nn.Module, so torch.func.functional_call works on it unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+SIREN_OMEGA = 30.0
+
+
+class NerfEncoding(nn.Module):
+    """[x_1..x_d, sin(s^0 pi x_1), cos(s^0 pi x_1), sin(s^0 pi x_2), ..., cos(s^(F-1) pi x_d)].
+
+    Output size d + 2 d F (66 for d=2, F=16).
+    """
+
+    def __init__(self, in_features: int, num_frequencies: int, scale: float):
+        super().__init__()
+        self.in_features = in_features
+        self.num_frequencies = num_frequencies
+        # Python floats, as the paper computes them, then one rounding to float32.
+        freqs = [(scale ** i) * math.pi for i in range(num_frequencies)]
+        self.register_buffer("frequencies", torch.tensor(freqs, dtype=torch.float32), persistent=False)
+        self.out_dim = in_features + 2 * in_features * num_frequencies
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        angles = coords.unsqueeze(-2) * self.frequencies.unsqueeze(-1)  # (..., F, d)
+        sincos = torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1)  # (..., F, d, 2)
+        return torch.cat((coords, sincos.flatten(-3)), dim=-1)
+
+
+class PositionalEncoding(nn.Module):
+    """Tancik et al. positional features: frequencies f_k = s^(k/F); per coordinate j
+    [sin(2 pi f_k x_j) for k, cos(2 pi f_k x_j) for k]; output size 2 d F, no raw coordinates."""
+
+    def __init__(self, in_features: int, num_frequencies: int, scale: float):
+        super().__init__()
+        freqs = [scale ** (k / num_frequencies) for k in range(num_frequencies)]
+        self.register_buffer("frequencies", torch.tensor(freqs, dtype=torch.float32), persistent=False)
+        self.out_dim = 2 * in_features * num_frequencies
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * coords.unsqueeze(-1) * self.frequencies  # (..., d, F)
+        return torch.cat((torch.sin(angles), torch.cos(angles)), dim=-1).flatten(-2)
+
+
+class GaussianEncoding(nn.Module):
+    """Tancik et al. Gaussian features [sin(2 pi x B^T), cos(2 pi x B^T)], B ~ scale * N(0, 1) of
+    shape (F, d), drawn from `seed` on the CPU so that a decoder rebuilds B from the seed alone."""
+
+    def __init__(self, in_features: int, num_frequencies: int, scale: float, seed: int):
+        super().__init__()
+        generator = torch.Generator().manual_seed(int(seed))
+        matrix = torch.randn(num_frequencies, in_features, generator=generator) * scale
+        self.register_buffer("B", matrix)
+        self.out_dim = 2 * num_frequencies
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * coords @ self.B.T
+        return torch.cat((torch.sin(angles), torch.cos(angles)), dim=-1)
+
+
+class IdentityEncoding(nn.Module):
+    def __init__(self, in_features: int):
+        super().__init__()
+        self.out_dim = in_features
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        return coords
+
+
+def make_encoding(cfg: ModelConfig) -> nn.Module:
+    if cfg.encoding == "nerf":
+        return NerfEncoding(cfg.in_features, cfg.ff_dims, cfg.encoding_scale)
+    if cfg.encoding == "positional":
+        return PositionalEncoding(cfg.in_features, cfg.ff_dims, cfg.encoding_scale)
+    if cfg.encoding == "gauss":
+        return GaussianEncoding(cfg.in_features, cfg.ff_dims, cfg.encoding_scale, cfg.gauss_seed)
+    return IdentityEncoding(cfg.in_features)
+
+
+def activation_fn(name: str):
+    """The nonlinearity applied after every linear layer but the last: sin(30 z) or relu."""
+    if name == "sine":
+        return lambda z: torch.sin(SIREN_OMEGA * z)
+    return torch.relu
+
+
+def mlp_forward(features: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
+                activation: str) -> torch.Tensor:
+    """The MLP as a function of its tensors. Taking tensors as arguments (not a module) lets one
+    torch.compile'd graph serve every model of the same shapes without recompiling."""
+    act = activation_fn(activation)
+    x = features
+    for w, b in zip(weights[:-1], biases[:-1]):
+        x = act(torch.nn.functional.linear(x, w, b))
+    return torch.nn.functional.linear(x, weights[-1], biases[-1])
+
+
+class INR(nn.Module):
+    """coordinates (..., in_features) in [-1, 1] -> values (..., out_features).
+
+    `layers` holds hidden_layers + 2 nn.Linear: input layer, hidden layers, linear output layer.
+    Every weight and bias of `layers` is what gets quantized and coded; the encoding has no
+    trainable parameters (the Gaussian matrix is a buffer rebuilt from its seed).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoding = make_encoding(cfg)
+        dims = [self.encoding.out_dim] + [cfg.hidden_dims] * (cfg.hidden_layers + 1) + [cfg.out_features]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.activation = activation_fn(cfg.activation)  # used by layer-wise quantization
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """SIREN init for sine (weights U(+-sqrt(6/n)/30), first layer U(+-1/n)); Kaiming for relu.
+        Biases keep nn.Linear's default U(+-1/sqrt(n)), as in the paper's code."""
+        for i, layer in enumerate(self.layers):
+            n_in = layer.in_features
+            bound = 1.0 / math.sqrt(n_in)
+            layer.bias.uniform_(-bound, bound)
+            if self.cfg.activation == "sine":
+                if i == 0:
+                    layer.weight.uniform_(-1.0 / n_in, 1.0 / n_in)
+                else:
+                    w = math.sqrt(6.0 / n_in) / SIREN_OMEGA
+                    layer.weight.uniform_(-w, w)
+            else:
+                nn.init.kaiming_normal_(layer.weight, a=0.0, nonlinearity="relu", mode="fan_in")
+
+    def encode(self, coords: torch.Tensor) -> torch.Tensor:
+        """Encoded coordinates; constant for a fixed grid, so the fit loop computes them once."""
+        return self.encoding(coords)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The MLP on encoded coordinates."""
+        return mlp_forward(features, [layer.weight for layer in self.layers],
+                           [layer.bias for layer in self.layers], self.cfg.activation)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encode(coords))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (the weights and biases that are coded)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,618 @@
+"""Post-training quantization of an INR's weights and biases (spec: the paper's AIMET pipeline).
+
+Every weight and bias tensor of `model.layers` is quantized per tensor, symmetrically and uniformly
+at `bitwidth` bits: an integer q in [-2^(b-1), 2^(b-1) - 1] stands for the value q * step, and the
+symbol written to the bit stream is s = q + 2^(b-1) in [0, 2^b - 1].
+
+The pipeline of `quantize_model` (the paper ran it with AIMET; this is plain PyTorch):
+
+1. Step sizes. `choose_step_size` picks, for every tensor, the step that minimises the squared
+   quantization error of that tensor (AIMET's TF-Enhanced SQNR search plays this role in the paper).
+   The step is fixed from then on, through AdaRound and retraining.
+2. AdaRound (Nagel et al. 2020) on the weights, layer by layer; biases use nearest rounding.
+3. Quantization-aware retraining with a straight-through estimator and frozen step sizes, keeping the
+   state with the lowest quantized MSE.
+
+Residual ("reference") mode, for models fitted from a meta-learned initialization theta_0: what is
+quantized is r = theta - theta_0 and a layer uses theta_0 + dequant(r); without a reference
+theta_0 = 0. A reference is a mapping from the INR's state-dict names ("layers.0.weight",
+"layers.0.bias", ...) to tensors (a full state_dict works), or an nn.Module whose state_dict is used.
+
+Bit-exactness: `dequantize` multiplies in float32 (q.float() * float32(step)) and the reference is
+added in float32, elementwise; encoder and decoder therefore compute identical parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InrError
+
+MIN_BITWIDTH = 2
+MAX_BITWIDTH = 16
+
+# Rectified sigmoid of AdaRound: h(V) = clamp(sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0, 1).
+ZETA = 1.1
+GAMMA = -0.1
+# AdaRound schedule: regulariser off for the first WARM_START of the iterations, then beta decays
+# linearly from BETA_START to BETA_END (reached on the last iteration).
+WARM_START = 0.2
+BETA_START = 20.0
+BETA_END = 2.0
+ADAROUND_LR = 1e-3
+# Rows of the cached layer input that one AdaRound iteration uses (all rows when fewer).
+ADAROUND_BATCH_ROWS = 4096
+# AdaRound caches every layer's input and target for at most this many rows of the signal (a seeded
+# random subset when the signal is larger), which bounds its memory on large signals.
+ADAROUND_MAX_CACHED_ROWS = 1 << 20
+# Rows per forward/backward chunk when a pass over the whole signal is needed.
+CHUNK_ROWS = 65536
+# Step-size search: dense log-spaced grid of clipping ratios, then golden-section refinement.
+_STEP_GRID_POINTS = 256
+_STEP_GRID_LOW = 0.02
+_STEP_GOLDEN_ITERS = 30
+_STEP_SEARCH_BLOCK = 1 << 22  # candidate x element pairs evaluated at once
+
+
+@dataclass
+class QuantizedTensors:
+    """The quantized parameters of an INR.
+
+    symbols: one flattened array per tensor, order W0, b0, W1, b1, ..., values s = q + 2^(b-1) in
+    [0, 2^b - 1] (uint8 for b <= 8, else uint16). step_sizes: one float32-exact step per tensor.
+    shapes: the tensors' shapes (weights (out, in), biases (out,)).
+    """
+
+    bitwidth: int
+    symbols: list[np.ndarray]
+    step_sizes: list[float]
+    shapes: list[tuple[int, ...]]
+
+
+# --------------------------------------------------------------------------------------------------
+# The quantizer
+
+
+def _check_bitwidth(bitwidth) -> int:
+    if isinstance(bitwidth, bool) or not isinstance(bitwidth, (int, np.integer)):
+        raise InrError(f"bitwidth must be an integer, got {bitwidth!r}")
+    b = int(bitwidth)
+    if not MIN_BITWIDTH <= b <= MAX_BITWIDTH:
+        raise InrError(f"bitwidth must be in [{MIN_BITWIDTH}, {MAX_BITWIDTH}], got {b}")
+    return b
+
+
+def integer_range(bitwidth: int) -> tuple[int, int]:
+    """(qmin, qmax) = (-2^(b-1), 2^(b-1) - 1)."""
+    b = _check_bitwidth(bitwidth)
+    return -(1 << (b - 1)), (1 << (b - 1)) - 1
+
+
+def _float32_step(step) -> float:
+    s = np.float32(step)
+    if not (np.isfinite(s) and s > 0):
+        raise InrError(f"step size must be a positive finite float32, got {step!r}")
+    return float(s)
+
+
+def quantize(x: torch.Tensor, step: float, bitwidth: int) -> torch.Tensor:
+    """Nearest integer of x / step (ties to even), clamped to [-2^(b-1), 2^(b-1) - 1]; int32.
+
+    The division is done in float64 so that |x - q * step| <= step / 2 holds inside the range
+    (up to the float32 rounding of the dequantized value).
+    """
+    qmin, qmax = integer_range(bitwidth)
+    s = _float32_step(step)
+    q = torch.round(x.detach().to(torch.float64) / s).clamp_(qmin, qmax)
+    return q.to(torch.int32)
+
+
+def dequantize(q: torch.Tensor, step: float) -> torch.Tensor:
+    """q * step in float32: q.float() * float32(step), identical on encoder and decoder."""
+    s = torch.tensor(np.float32(step), dtype=torch.float32, device=q.device)
+    return q.to(torch.float32) * s
+
+
+def _quant_mse64(v: torch.Tensor, step: float, qmin: int, qmax: int) -> float:
+    """Squared error of the real pipeline (float64 quantize, float32 dequantize), float64 mean."""
+    q = torch.round(v / step).clamp_(qmin, qmax)
+    deq = q.to(torch.float32) * torch.tensor(np.float32(step))
+    return float(torch.mean((v - deq.to(torch.float64)) ** 2))
+
+
+def choose_step_size(x: torch.Tensor, bitwidth: int) -> float:
+    """The step minimising the mean squared quantization error of x at `bitwidth` bits.
+
+    Method: with m = max|x| and the max-abs step s_max = m / (2^(b-1) - 1) (the step whose grid
+    reaches +-m), candidate steps are alpha * s_max for 256 clipping ratios alpha log-spaced over
+    [0.02, 1]; the MSE of each is evaluated exactly (round to nearest, clamp). A golden-section
+    search then refines alpha between the best grid point's neighbours (the MSE is piecewise smooth,
+    so the search stays inside that bracket and the best value seen anywhere wins). The winner is
+    rounded to float32 and compared, through the float32 dequantization, with s_max itself, so the
+    result is never worse than the max-abs step. An all-zero tensor gets step 1.0 (any step
+    represents it exactly). The result is a Python float that is exactly a float32, and > 0.
+    """
+    qmin, qmax = integer_range(bitwidth)
+    v = x.detach().reshape(-1).to("cpu", torch.float64)
+    if v.numel() == 0:
+        return 1.0
+    if not bool(torch.isfinite(v).all()):
+        raise InrError("cannot quantize a tensor that holds NaN or infinite values")
+    m = float(v.abs().max())
+    if m == 0.0:
+        return 1.0
+    tiny = float(np.finfo(np.float32).tiny)
+    s_max = m / qmax
+
+    def mse_many(alphas: np.ndarray) -> np.ndarray:
+        out = np.empty(len(alphas))
+        per_block = max(1, _STEP_SEARCH_BLOCK // v.numel())
+        for start in range(0, len(alphas), per_block):
+            steps = torch.as_tensor(alphas[start:start + per_block] * s_max, dtype=torch.float64)
+            q = torch.round(v[None, :] / steps[:, None]).clamp_(qmin, qmax)
+            err = v[None, :] - q * steps[:, None]
+            out[start:start + len(steps)] = torch.mean(err * err, dim=1).numpy()
+        return out
+
+    grid = np.geomspace(_STEP_GRID_LOW, 1.0, _STEP_GRID_POINTS)
+    errors = mse_many(grid)
+    k = int(np.argmin(errors))
+    best_alpha, best_err = float(grid[k]), float(errors[k])
+    lo = float(grid[max(k - 1, 0)])
+    hi = float(grid[min(k + 1, len(grid) - 1)])
+    inv_phi = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo, hi
+    c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
+    fc, fd = mse_many(np.array([c, d]))
+    for _ in range(_STEP_GOLDEN_ITERS):
+        for alpha, err in ((c, fc), (d, fd)):
+            if err < best_err:
+                best_alpha, best_err = alpha, err
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - inv_phi * (b - a)
+            fc = float(mse_many(np.array([c]))[0])
+        else:
+            a, c, fc = c, d, fd
+            d = a + inv_phi * (b - a)
+            fd = float(mse_many(np.array([d]))[0])
+    for alpha, err in ((c, fc), (d, fd)):
+        if err < best_err:
+            best_alpha, best_err = alpha, err
+
+    chosen = float(max(np.float32(best_alpha * s_max), np.float32(tiny)))
+    fallback = float(max(np.float32(s_max), np.float32(tiny)))
+    if _quant_mse64(v, fallback, qmin, qmax) < _quant_mse64(v, chosen, qmin, qmax):
+        chosen = fallback
+    return _float32_step(chosen)
+
+
+def symbols_from_integers(q: torch.Tensor | np.ndarray, bitwidth: int) -> np.ndarray:
+    """Flattened symbols s = q + 2^(b-1) (uint8 for b <= 8, else uint16)."""
+    b = _check_bitwidth(bitwidth)
+    arr = np.asarray(q.cpu().numpy() if isinstance(q, torch.Tensor) else q).astype(np.int64).reshape(-1)
+    s = arr + (1 << (b - 1))
+    if s.size and (s.min() < 0 or s.max() > (1 << b) - 1):
+        raise InrError(f"integers out of range for {b} bits")
+    return s.astype(np.uint8 if b <= 8 else np.uint16)
+
+
+def integers_from_symbols(symbols: np.ndarray, bitwidth: int) -> torch.Tensor:
+    """q = s - 2^(b-1) as an int32 tensor (flattened); rejects symbols outside [0, 2^b - 1]."""
+    b = _check_bitwidth(bitwidth)
+    arr = np.asarray(symbols)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise InrError("symbols must be integers")
+    arr = arr.astype(np.int64).reshape(-1)
+    if arr.size and (arr.min() < 0 or arr.max() > (1 << b) - 1):
+        raise InrError(f"symbols out of range for {b} bits")
+    return torch.from_numpy(arr - (1 << (b - 1))).to(torch.int32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model plumbing
+
+
+def _layers(model: nn.Module) -> Sequence[nn.Linear]:
+    layers = getattr(model, "layers", None)
+    if layers is None or len(layers) == 0 or not all(isinstance(layer, nn.Linear) for layer in layers):
+        raise InrError("the model must have a non-empty `layers` list of nn.Linear")
+    if any(layer.bias is None for layer in layers):
+        raise InrError("every linear layer must have a bias")
+    return layers
+
+
+def _parameter_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """Detached float32 copies of W0, b0, W1, b1, ..."""
+    out = []
+    for layer in _layers(model):
+        out.append(layer.weight.detach().to(torch.float32).clone())
+        out.append(layer.bias.detach().to(torch.float32).clone())
+    return out
+
+
+def _tensor_names(model: nn.Module) -> list[str]:
+    names = []
+    for i in range(len(_layers(model))):
+        names += [f"layers.{i}.weight", f"layers.{i}.bias"]
+    return names
+
+
+def _reference_tensors(model: nn.Module, reference) -> list[torch.Tensor]:
+    """theta_0 per tensor (float32, on the model's device); zeros without a reference."""
+    params = [p for layer in _layers(model) for p in (layer.weight, layer.bias)]
+    if reference is None:
+        return [torch.zeros_like(p, dtype=torch.float32).detach() for p in params]
+    if isinstance(reference, nn.Module):
+        reference = reference.state_dict()
+    if not isinstance(reference, Mapping):
+        raise InrError("reference must be a mapping of parameter names to tensors, or an nn.Module")
+    out = []
+    for name, p in zip(_tensor_names(model), params):
+        if name not in reference:
+            raise InrError(f"reference lacks {name}")
+        ref = torch.as_tensor(reference[name]).detach().to(device=p.device, dtype=torch.float32).clone()
+        if tuple(ref.shape) != tuple(p.shape):
+            raise InrError(f"reference {name} has shape {tuple(ref.shape)}, the model {tuple(p.shape)}")
+        out.append(ref)
+    return out
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return _layers(model)[0].weight.device
+
+
+def _run_head(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], x: torch.Tensor,
+              activation: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The INR's MLP with the given parameters (the same F.linear calls as nn.Linear)."""
+    for w, b in zip(weights[:-1], biases[:-1]):
+        x = activation(F.linear(x, w, b))
+    return F.linear(x, weights[-1], biases[-1])
+
+
+def _flatten_rows(features: torch.Tensor, targets: torch.Tensor, in_dim: int, out_dim: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    features = torch.as_tensor(features)
+    targets = torch.as_tensor(targets)
+    if features.shape[-1] != in_dim:
+        raise InrError(f"features have {features.shape[-1]} columns, the model's first layer takes {in_dim}")
+    if targets.shape[-1] != out_dim:
+        raise InrError(f"targets have {targets.shape[-1]} columns, the model outputs {out_dim}")
+    x = features.reshape(-1, in_dim).to(device=device, dtype=torch.float32)
+    y = targets.reshape(-1, out_dim).to(device=device, dtype=torch.float32)
+    if x.shape[0] != y.shape[0]:
+        raise InrError(f"{x.shape[0]} feature rows but {y.shape[0]} target rows")
+    if x.shape[0] == 0:
+        raise InrError("no data rows to quantize against")
+    return x, y
+
+
+def _progress(iterable, enabled: bool, **kwargs):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# AdaRound
+
+
+def rectified_sigmoid(v: torch.Tensor) -> torch.Tensor:
+    """h(V) = clamp(sigmoid(V) * (zeta - gamma) + gamma, 0, 1) with zeta = 1.1, gamma = -0.1."""
+    return torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+def _inverse_rectified_sigmoid(h: torch.Tensor) -> torch.Tensor:
+    """V with h(V) = h for h in [0, 1) (the sigmoid argument stays inside (0.09, 0.91))."""
+    p = ((h - GAMMA) / (ZETA - GAMMA)).clamp(1e-6, 1.0 - 1e-6)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def beta_schedule(t: int, iterations: int) -> float | None:
+    """AdaRound's beta at iteration t: None (regulariser off) during the warm start, the first 20 %
+    of the iterations; then linear decay from 20 to 2, reaching 2 on the last iteration."""
+    warm = int(WARM_START * iterations)
+    if t < warm:
+        return None
+    span = max(iterations - 1 - warm, 1)
+    rel = min(max((t - warm) / span, 0.0), 1.0)
+    return BETA_END + (BETA_START - BETA_END) * (1.0 - rel)
+
+
+class _RowSampler:
+    """Batches of row indices: successive slices of a seeded random permutation, reshuffled when used
+    up (every row is seen once per pass). None (= all rows) when the input has <= batch rows."""
+
+    def __init__(self, rows: int, batch: int, generator: torch.Generator, device: torch.device):
+        self.rows, self.batch, self.generator, self.device = rows, batch, generator, device
+        self.order = None
+        self.pos = rows
+
+    def next(self) -> torch.Tensor | None:
+        if self.rows <= self.batch:
+            return None
+        if self.pos + self.batch > self.rows:
+            self.order = torch.randperm(self.rows, generator=self.generator).to(self.device)
+            self.pos = 0
+        idx = self.order[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        return idx
+
+
+def adaround_weight(residual: torch.Tensor, base: torch.Tensor, bias: torch.Tensor, step: float,
+                    bitwidth: int, inputs: torch.Tensor, target: torch.Tensor,
+                    activation: Callable[[torch.Tensor], torch.Tensor] | None, *, iterations: int = 1000,
+                    reg: float = 1e-4, generator: torch.Generator | None = None,
+                    batch_rows: int = ADAROUND_BATCH_ROWS) -> torch.Tensor:
+    """AdaRound for one linear layer's weight residual; returns its integers (int32, weight shape).
+
+    The layer computes activation(inputs @ (base + (floor(r/step) + h(V)) * step)^T + bias) (the grid
+    clamp applied to floor + h); the loss is the mean squared error against `target` plus
+    reg * sum(1 - |2h(V) - 1|^beta) after the warm start (see `beta_schedule`); Adam at lr 1e-3 on V,
+    V initialised so that h(V) equals the fractional part of r / step. activation None: the last,
+    linear layer. Each iteration uses `batch_rows` rows of `inputs` (see `_RowSampler`). At the end
+    q = floor + [V >= 0] (h >= 0.5), clamped to the integer range.
+    """
+    qmin, qmax = integer_range(bitwidth)
+    s = _float32_step(step)
+    scaled = residual.detach().to(torch.float64) / s
+    floor64 = torch.floor(scaled)
+    frac = (scaled - floor64).to(torch.float32)
+    floor = floor64.to(torch.float32)
+    if iterations > 0:
+        step_t = torch.tensor(np.float32(s), device=residual.device)
+        base = base.detach()
+        bias = bias.detach()
+        v = _inverse_rectified_sigmoid(frac).requires_grad_(True)
+        optimizer = torch.optim.Adam([v], lr=ADAROUND_LR)
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+        sampler = _RowSampler(inputs.shape[0], batch_rows, generator, inputs.device)
+        with torch.enable_grad():
+            for t in range(iterations):
+                idx = sampler.next()
+                xb = inputs if idx is None else inputs[idx]
+                tb = target if idx is None else target[idx]
+                h = rectified_sigmoid(v)
+                w = base + torch.clamp(floor + h, qmin, qmax) * step_t
+                out = F.linear(xb, w, bias)
+                if activation is not None:
+                    out = activation(out)
+                loss = torch.mean((out - tb) ** 2)
+                beta = beta_schedule(t, iterations)
+                if beta is not None and reg > 0:
+                    loss = loss + reg * torch.sum(1.0 - torch.abs(2.0 * h - 1.0).pow(beta))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        up = (v.detach() >= 0).to(torch.float32)
+    else:
+        up = (frac >= 0.5).to(torch.float32)  # h(V_init) = frac: the hard rounding of the start point
+    return torch.clamp(floor + up, qmin, qmax).to(torch.int32)
+
+
+@torch.no_grad()
+def _chunked_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+                    activation: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+    out = torch.empty(x.shape[0], w.shape[0], dtype=torch.float32, device=x.device)
+    for start in range(0, x.shape[0], CHUNK_ROWS):
+        z = F.linear(x[start:start + CHUNK_ROWS], w, b)
+        out[start:start + CHUNK_ROWS] = z if activation is None else activation(z)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Quantization-aware retraining
+
+
+class _StraightThroughQuant(torch.autograd.Function):
+    """Forward: dequantize(quantize(x)) exactly (bit-identical to what the decoder computes);
+    backward: the identity (straight-through, also outside the clamp range), i.e. the fake-quant
+    x + (dequant(quant(x)) - x).detach() without its float32 rounding in the forward value."""
+
+    @staticmethod
+    def forward(ctx, x, step, bitwidth):
+        return dequantize(quantize(x, step, bitwidth), step)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None, None
+
+
+def _retrain(ints: list[torch.Tensor], steps: list[float], refs: list[torch.Tensor], bitwidth: int,
+             x: torch.Tensor, y: torch.Tensor, activation, epochs: int, lr: float,
+             progress: bool) -> tuple[list[torch.Tensor], list[float]]:
+    """QAT with frozen step sizes: Adam at `lr` over float residuals initialised at the dequantized
+    values, `epochs` full-signal MSE steps; returns the integers of the state with the lowest
+    quantized MSE (every state, the initial one included, is evaluated) and the MSE history."""
+    params = [dequantize(q, s).detach().clone().requires_grad_(True) for q, s in zip(ints, steps)]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    n_values = y.numel()
+    best_mse = math.inf
+    best_ints = [q.clone() for q in ints]
+    history = []
+
+    def current_ints():
+        return [quantize(p, s, bitwidth).reshape(p.shape) for p, s in zip(params, steps)]
+
+    bar = _progress(range(epochs + 1), progress, desc="QAT", leave=False)
+    with torch.enable_grad():
+        for t in bar:
+            train = t < epochs
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for start in range(0, x.shape[0], CHUNK_ROWS):
+                with torch.set_grad_enabled(train):
+                    theta = [r + _StraightThroughQuant.apply(p, s, bitwidth)
+                             for r, p, s in zip(refs, params, steps)]
+                    pred = _run_head(theta[0::2], theta[1::2], x[start:start + CHUNK_ROWS], activation)
+                    sse = torch.sum((pred - y[start:start + CHUNK_ROWS]) ** 2)
+                    if train:
+                        (sse / n_values).backward()
+                total += float(sse.detach())
+            mse = total / n_values
+            history.append(mse)
+            if mse < best_mse:
+                best_mse = mse
+                best_ints = [q.clone() for q in current_ints()]
+            if progress:
+                bar.set_postfix(mse=f"{mse:.3e}", best=f"{best_mse:.3e}")
+            if train:
+                optimizer.step()
+    return best_ints, history
+
+
+# --------------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def _pack(ints: list[torch.Tensor], steps: list[float], bitwidth: int) -> QuantizedTensors:
+    return QuantizedTensors(
+        bitwidth=int(bitwidth),
+        symbols=[symbols_from_integers(q, bitwidth) for q in ints],
+        step_sizes=[float(s) for s in steps],
+        shapes=[tuple(int(d) for d in q.shape) for q in ints],
+    )
+
+
+def nearest_quantization(model: nn.Module, bitwidth: int, reference=None) -> QuantizedTensors:
+    """Every tensor's residual (theta - theta_0) rounded to nearest at the step of choose_step_size."""
+    b = _check_bitwidth(bitwidth)
+    thetas = _parameter_tensors(model)
+    refs = _reference_tensors(model, reference)
+    ints, steps = [], []
+    for theta, ref in zip(thetas, refs):
+        residual = theta - ref
+        s = choose_step_size(residual, b)
+        steps.append(s)
+        ints.append(quantize(residual, s, b))
+    return _pack(ints, steps, b)
+
+
+def quantize_model(model: nn.Module, features: torch.Tensor, targets: torch.Tensor, bitwidth: int, *,
+                   adaround: bool = True, adaround_iterations: int = 1000, adaround_reg: float = 1e-4,
+                   retrain: bool = True, retrain_epochs: int = 300, retrain_lr: float = 1e-6,
+                   reference=None, seed: int = 0, progress: bool = False) -> QuantizedTensors:
+    """Quantize every weight and bias of `model.layers` at `bitwidth` bits; the model is not modified.
+
+    features: the encoded inputs (model.encode(coords)), any leading shape, last dim = the first
+    layer's in_features; targets: the signal values (images (N, 3) in [-1, 1], SDF (N, 1)).
+    Steps from choose_step_size on each residual theta - theta_0 (fixed afterwards); weights
+    AdaRounded layer by layer when `adaround` (else nearest), biases nearest; then, when `retrain`,
+    `retrain_epochs` steps of quantization-aware retraining at `retrain_lr` (straight-through
+    estimator, frozen steps), keeping the best quantized state. `seed` seeds AdaRound's row sampling.
+    """
+    b = _check_bitwidth(bitwidth)
+    if int(adaround_iterations) < 0 or int(retrain_epochs) < 0:
+        raise InrError("adaround_iterations and retrain_epochs must be >= 0")
+    if not adaround_reg >= 0 or not retrain_lr >= 0:
+        raise InrError("adaround_reg and retrain_lr must be >= 0")
+    layers = _layers(model)
+    device = _model_device(model)
+    activation = model.activation
+    thetas = _parameter_tensors(model)
+    refs = _reference_tensors(model, reference)
+    x, y = _flatten_rows(features, targets, layers[0].in_features, layers[-1].out_features, device)
+
+    residuals = [theta - ref for theta, ref in zip(thetas, refs)]
+    steps = [choose_step_size(r, b) for r in residuals]
+    ints = [quantize(r, s, b) for r, s in zip(residuals, steps)]
+
+    if adaround and int(adaround_iterations) > 0:
+        generator = torch.Generator().manual_seed(int(seed))
+        rows = x.shape[0]
+        if rows > ADAROUND_MAX_CACHED_ROWS:
+            keep = torch.randperm(rows, generator=generator)[:ADAROUND_MAX_CACHED_ROWS].to(device)
+            x_float = x[keep]
+        else:
+            x_float = x
+        x_quant = x_float
+        n_layers = len(layers)
+        for i in _progress(range(n_layers), progress, desc="AdaRound", leave=False):
+            last = i == n_layers - 1
+            act = None if last else activation
+            w_i, b_i = 2 * i, 2 * i + 1
+            target = _chunked_linear(x_float, thetas[w_i], thetas[b_i], act)
+            bias_q = refs[b_i] + dequantize(ints[b_i], steps[b_i])
+            ints[w_i] = adaround_weight(residuals[w_i], refs[w_i], bias_q, steps[w_i], b, x_quant, target, act,
+                                        iterations=int(adaround_iterations), reg=float(adaround_reg),
+                                        generator=generator)
+            if not last:
+                weight_q = refs[w_i] + dequantize(ints[w_i], steps[w_i])
+                x_quant = _chunked_linear(x_quant, weight_q, bias_q, act)
+                x_float = target
+            del target
+
+    if retrain and int(retrain_epochs) > 0:
+        ints, _ = _retrain(ints, steps, refs, b, x, y, activation, int(retrain_epochs), float(retrain_lr),
+                           progress)
+    return _pack([q.cpu() for q in ints], steps, b)
+
+
+def _checked_integers(model: nn.Module, qt: QuantizedTensors) -> list[torch.Tensor]:
+    layers = _layers(model)
+    b = _check_bitwidth(qt.bitwidth)
+    expected = [tuple(p.shape) for layer in layers for p in (layer.weight, layer.bias)]
+    if not (len(qt.symbols) == len(qt.step_sizes) == len(qt.shapes) == len(expected)):
+        raise InrError(f"quantized data holds {len(qt.symbols)} tensors, the model has {len(expected)}")
+    ints = []
+    for k, (sym, shape, want) in enumerate(zip(qt.symbols, qt.shapes, expected)):
+        shape = tuple(int(d) for d in shape)
+        if shape != want:
+            raise InrError(f"quantized tensor {k} has shape {shape}, the model {want}")
+        q = integers_from_symbols(sym, b)
+        if q.numel() != math.prod(shape):
+            raise InrError(f"quantized tensor {k} has {q.numel()} symbols, its shape {shape} needs {math.prod(shape)}")
+        ints.append(q.reshape(shape))
+    return ints
+
+
+def dequantized_tensors(model: nn.Module, qt: QuantizedTensors, reference=None) -> list[torch.Tensor]:
+    """theta_0 + dequant(q) for every tensor (W0, b0, ...), float32 on the CPU, checked against the
+    model's shapes. This is exactly what load_quantized writes."""
+    ints = _checked_integers(model, qt)
+    refs = [r.cpu() for r in _reference_tensors(model, reference)]
+    return [r + dequantize(q, _float32_step(s)) for r, q, s in zip(refs, ints, qt.step_sizes)]
+
+
+@torch.no_grad()
+def load_quantized(model: nn.Module, qt: QuantizedTensors, reference=None) -> None:
+    """Write theta_0 + dequant(q) into model.layers in place (theta_0 = 0 without a reference)."""
+    values = dequantized_tensors(model, qt, reference)
+    for k, layer in enumerate(_layers(model)):
+        layer.weight.copy_(values[2 * k])
+        layer.bias.copy_(values[2 * k + 1])
+
+
+@torch.no_grad()
+def quantized_mse(model: nn.Module, qt: QuantizedTensors, features: torch.Tensor, targets: torch.Tensor,
+                  reference=None) -> float:
+    """MSE over all target values of the model with the quantized parameters; the model is untouched."""
+    layers = _layers(model)
+    device = _model_device(model)
+    x, y = _flatten_rows(features, targets, layers[0].in_features, layers[-1].out_features, device)
+    theta = [t.to(device) for t in dequantized_tensors(model, qt, reference)]
+    total = 0.0
+    for start in range(0, x.shape[0], CHUNK_ROWS):
+        pred = _run_head(theta[0::2], theta[1::2], x[start:start + CHUNK_ROWS], model.activation)
+        total += float(torch.sum((pred - y[start:start + CHUNK_ROWS]) ** 2))
+    return total / y.numel()
+
+
+def copy_with_quantized(model: nn.Module, qt: QuantizedTensors, reference=None) -> nn.Module:
+    """A deep copy of `model` carrying the quantized parameters (the original is untouched)."""
+    clone = copy.deepcopy(model)
+    load_quantized(clone, qt, reference)
+    return clone
