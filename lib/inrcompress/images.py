@@ -19,6 +19,7 @@ import torch
 
 from .config import ModelConfig, TrainConfig, atomic_write_text, basic_experiment_name, save_flags
 from .data import coordinate_grid, image_to_values, list_images, load_image, save_png, values_to_uint8, values_to_unit
+from .errors import InrError
 from .metrics import image_metrics
 from .nn import INR, count_parameters
 from .train import CHECKPOINT_DIR, COMPILE_MIN_POINTS, FINAL_FILE, fit, resolve_device
@@ -110,6 +111,16 @@ def fit_image(signal: ImageSignal, model_cfg: ModelConfig, train_cfg: TrainConfi
     return result
 
 
+def check_images(images: list[Path], downscaling_factor: int) -> None:
+    """Read every image before any work starts, so a bad file stops the run at once."""
+    stems = [p.stem for p in images]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise InrError(f"several images share the name(s) {clashes}; their experiment folders would collide")
+    for path in images:
+        load_image(path, downscaling_factor)
+
+
 def is_finished(run_dir: Path) -> bool:
     return (run_dir / CHECKPOINT_DIR / FINAL_FILE).is_file() and (run_dir / RESULT_FILE).is_file()
 
@@ -137,6 +148,7 @@ def run_overfit(flag_values: dict, *, step_hook=None, show_progress: bool = True
     """overfitINR.py: fit every image of data_root/dataset; returns the experiment folder."""
     device = resolve_device(flag_values["device"])
     images = list_images(Path(flag_values["data_root"]) / flag_values["dataset"])
+    check_images(images, flag_values["downscaling_factor"])
     exp_dir = Path(flag_values["exp_root"]) / basic_experiment_name(flag_values)
     exp_dir.mkdir(parents=True, exist_ok=True)
     save_flags(exp_dir / "FLAGS.yml", flag_values)

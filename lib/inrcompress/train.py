@@ -230,6 +230,9 @@ def fit(
                 if not math.isfinite(total_value):
                     diverged = True
                     break
+                if steps_per_epoch == 1 and total_value < state["best_loss"]:
+                    # The loss belongs to the parameters before this update: keep those.
+                    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 if scaler is not None:
                     scaler.step(optimizer)
                     scaler.update()
@@ -258,7 +261,9 @@ def fit(
             if epoch_loss < state["best_loss"]:
                 state["best_loss"] = epoch_loss
                 state["best_epoch"] = epoch
-                state["best_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                # Several steps per epoch: the loss spans the epoch; keep its final parameters.
+                state["best_state"] = snapshot if steps_per_epoch == 1 else {
+                    k: v.detach().clone() for k, v in model.state_dict().items()}
             state["epoch"] = epoch + 1
             if progress is not None:
                 progress.update(1)
