@@ -1,0 +1,137 @@
+"""Training-step speed of the image fit: steps/s and pixel-steps/s, and the fraction of the
+machine's float32 matmul throughput that a step reaches.
+
+Paths measured (each a full forward + backward + Adam step over the whole image):
+  eager      the paper's step: encode the coordinates and run the MLP on all pixels every step
+  cached     the encoding computed once, forward/backward in row chunks (8192 rows on CPU)
+  compiled   cached + torch.compile of the MLP (the default for images of >= 65536 pixels)
+  amp        compiled + float16 autocast (CUDA only; changes results slightly)
+
+    python benchmarks/fit_speed.py --image ../shared/data/KODAK/kodim01.png --widths 32 64 128 --factors 1 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from inrcompress.config import ModelConfig, TrainConfig
+from inrcompress.data import coordinate_grid, image_to_values, load_image
+from inrcompress.nn import INR
+from inrcompress.train import fit
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """float32 GEMM throughput of this device (GFLOP/s), the roofline the step is compared to."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def step_flops(model: INR, points: int) -> float:
+    """Matmul FLOPs of one training step: forward 2*N*in*out per layer, backward twice that."""
+    return 3 * sum(2 * points * layer.in_features * layer.out_features for layer in model.layers)
+
+
+def time_eager(model: INR, coords, values, steps: int) -> float:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = ((model(coords) - values) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    step()
+    float(step())
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    float(step())
+    return (time.perf_counter() - start) / (steps + 1)
+
+
+def time_fit(model: INR, coords, values, steps: int, compiled: bool, amp: bool, device) -> float:
+    cfg = TrainConfig(epochs=2, lr=1e-4, compile=compiled, amp=amp)
+    fit(model, coords, values, cfg, show_progress=False)  # warm-up (and compilation)
+    cfg = TrainConfig(epochs=steps, lr=1e-4, compile=compiled, amp=amp)
+    sync(device)
+    start = time.perf_counter()
+    fit(model, coords, values, cfg, show_progress=False)
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default="../shared/data/KODAK/kodim01.png")
+    parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--factors", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--paths", nargs="+", default=["eager", "cached", "compiled", "amp"])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    gflops = matmul_gflops(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    print(f"device {device} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"float32 matmul {gflops:.0f} GFLOP/s")
+    rows = []
+    header = f"{'factor':>6} {'pixels':>8} {'width':>5} {'path':>9} {'s/step':>8} {'steps/s':>8} " \
+             f"{'Mpix-steps/s':>12} {'GFLOP/s':>8} {'roofline':>8} {'vs eager':>8}"
+    print(header)
+    for factor in args.factors:
+        image = load_image(args.image, factor)
+        coords = coordinate_grid(image.shape[:2]).to(device)
+        values = image_to_values(image).to(device)
+        points = coords.shape[0]
+        for width in args.widths:
+            eager_time = None
+            for path in args.paths:
+                if path == "amp" and device.type != "cuda":
+                    continue
+                torch.manual_seed(0)
+                model = INR(ModelConfig(hidden_dims=width, ff_dims=16)).to(device)
+                if path == "eager":
+                    seconds = time_eager(model, coords, values, args.steps)
+                    eager_time = seconds
+                else:
+                    seconds = time_fit(model, coords, values, args.steps, compiled=path in ("compiled", "amp"),
+                                       amp=path == "amp", device=device)
+                achieved = step_flops(model, points) / seconds / 1e9
+                row = {"factor": factor, "pixels": points, "width": width, "path": path, "seconds_per_step": seconds,
+                       "steps_per_second": 1 / seconds, "mpixel_steps_per_second": points / seconds / 1e6,
+                       "matmul_gflops": achieved, "roofline_fraction": achieved / gflops,
+                       "speedup_vs_eager": eager_time / seconds if eager_time else None}
+                rows.append(row)
+                speedup = f"{row['speedup_vs_eager']:.2f}x" if row["speedup_vs_eager"] else "-"
+                print(f"{factor:>6} {points:>8} {width:>5} {path:>9} {seconds:>8.4f} {1 / seconds:>8.2f} "
+                      f"{points / seconds / 1e6:>12.2f} {achieved:>8.1f} {achieved / gflops:>8.1%} {speedup:>8}",
+                      flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": name, "matmul_gflops": gflops, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
