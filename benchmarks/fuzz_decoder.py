@@ -1,0 +1,153 @@
+"""Long-running fuzzer for the .inr reader (the CI tests run a few thousand cases; this runs many).
+
+Valid small files are built for every arithmetic model and for brotli, then mutated at random
+(bit flips, byte replacements, truncation, insertion, appended bytes). In "plain" mode the
+mutated bytes go to read_inr as they are, and any change must be reported as a CorruptFileError
+(CRC-32 guards the file). In "fixed-crc" mode the checksum is recomputed after mutating, so the
+mutation reaches the header and payload checks; read_inr must then raise CorruptFileError or
+return well-formed symbols. Anything else (another exception, a wrong result) is a failure,
+printed with the mutant in hex and optionally saved.
+
+    python benchmarks/fuzz_decoder.py --iterations 200000 --mode both --save-failures /tmp/fuzz
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import math
+import random
+import struct
+import sys
+import time
+import traceback
+import zlib
+from pathlib import Path
+
+import numpy as np
+from inrcompress import bitstream as bs
+from inrcompress import coding
+from inrcompress.errors import CorruptFileError
+
+
+def build_corpus() -> list[tuple[str, bytes]]:
+    """(label, file) pairs: one small network per arithmetic model, plus brotli and 16-bit files."""
+    rng = np.random.default_rng(0)
+
+    def header(**changes):
+        values = {"modality": "image", "height": 24, "width": 32, "channels": 3, "in_features": 2,
+                  "encoding": "nerf", "activation": "sine", "hidden_dims": 6, "hidden_layers": 1, "ff_dims": 2,
+                  "encoding_scale": 1.4, "gauss_seed": 0, "bitwidth": 8, "coder": "arithmetic", "rotated": False,
+                  "init_hash": b"", "step_sizes": [0.01] * 6}
+        values.update(changes)
+        return bs.InrHeader(**values)
+
+    def symbols(h):
+        top = (1 << h.bitwidth) - 1
+        return [np.clip(np.round(rng.laplace(top / 2, 1 + top / 40, math.prod(s))), 0, top).astype(np.int64)
+                for s in bs.tensor_shapes(h)]
+
+    corpus = []
+    for model in coding.MODELS:
+        h = header()
+        corpus.append((f"arithmetic/{model}", bs.write_inr(h, symbols(h), model=model)))
+    h = header(coder="brotli", encoding="gauss")
+    corpus.append(("brotli", bs.write_inr(h, symbols(h))))
+    h = header(modality="shape", height=0, width=0, channels=1, in_features=3, encoding="mlp", ff_dims=0,
+               bitwidth=16, init_hash=bytes(32))
+    corpus.append(("arithmetic/16-bit shape", bs.write_inr(h, symbols(h))))
+    return corpus
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.choice(("flip", "set", "truncate", "insert", "append"))
+        pos = rng.randrange(len(out)) if out else 0
+        if kind == "flip" and out:
+            out[pos] ^= 1 << rng.randrange(8)
+        elif kind == "set" and out:
+            out[pos] = rng.randrange(256)
+        elif kind == "truncate":
+            del out[pos:]
+        elif kind == "insert":
+            out[pos:pos] = rng.randbytes(rng.randint(1, 8))
+        elif kind == "append":
+            out += rng.randbytes(rng.randint(1, 8))
+    return bytes(out)
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def check(mutant: bytes, original: bytes, fixed_crc: bool) -> tuple[str, str]:
+    """(problem, outcome): problem is '' if read_inr behaved, else a description of the failure;
+    outcome is "decoded" or the error message with its numbers removed. Raises nothing."""
+    try:
+        header, symbols = bs.read_inr(mutant)
+    except CorruptFileError as exc:
+        message = str(exc)
+        outcome = "".join(c for c in message if not c.isdigit())[:60]
+        if "\n" in message:
+            return f"multi-line error message: {message!r}", outcome
+        if not fixed_crc and mutant == original:
+            return f"the unchanged file was rejected: {message}", outcome
+        return "", outcome
+    except Exception:  # noqa: BLE001 - anything else is exactly what we are hunting for
+        return "unexpected exception:\n" + traceback.format_exc(), "unexpected exception"
+    if not fixed_crc and mutant != original:
+        return "a changed file was accepted despite the checksum", "decoded"
+    shapes = bs.tensor_shapes(header)
+    if len(symbols) != len(shapes):
+        return f"{len(symbols)} symbol arrays for {len(shapes)} tensors", "decoded"
+    for s, shape in zip(symbols, shapes):
+        if s.shape != (math.prod(shape),) or (s.size and (s.min() < 0 or s.max() >= 1 << header.bitwidth)):
+            return f"malformed symbols for a tensor of shape {shape}", "decoded"
+    return "", "decoded"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=100_000, help="mutants per mode (default 100000)")
+    parser.add_argument("--mode", choices=("plain", "fixed-crc", "both"), default="both")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-failures", type=Path, default=None, help="folder for failing mutants")
+    args = parser.parse_args(argv)
+
+    corpus = build_corpus()
+    modes = {"plain": [False], "fixed-crc": [True], "both": [False, True]}[args.mode]
+    failures = 0
+    for fixed_crc in modes:
+        name = "fixed-crc" if fixed_crc else "plain"
+        rng = random.Random(args.seed)
+        outcomes: collections.Counter[str] = collections.Counter()
+        slowest = (0.0, "")
+        start = time.perf_counter()
+        for i in range(args.iterations):
+            label, original = corpus[i % len(corpus)]
+            mutant = with_crc(mutate(original[:-4], rng)) if fixed_crc else mutate(original, rng)
+            t0 = time.perf_counter()
+            problem, outcome = check(mutant, original, fixed_crc)
+            elapsed = time.perf_counter() - t0
+            outcomes[outcome] += 1
+            if elapsed > slowest[0]:
+                slowest = (elapsed, label)
+            if problem:
+                failures += 1
+                print(f"[{name}] FAILURE #{failures} on {label} (iteration {i}): {problem}\n"
+                      f"  mutant: {mutant.hex()}", flush=True)
+                if args.save_failures:
+                    args.save_failures.mkdir(parents=True, exist_ok=True)
+                    (args.save_failures / f"{name}-{i}.inr").write_bytes(mutant)
+        seconds = time.perf_counter() - start
+        print(f"[{name}] {args.iterations} mutants in {seconds:.1f} s ({args.iterations / seconds:.0f}/s); "
+              f"slowest {slowest[0] * 1e3:.1f} ms ({slowest[1]})")
+        for outcome, count in outcomes.most_common(12):
+            print(f"  {count:8d}  {outcome}")
+    print("no failures" if not failures else f"{failures} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

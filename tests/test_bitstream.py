@@ -1,0 +1,456 @@
+"""The .inr container: header round trips, size accounting, validation, and fuzzing of the reader."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from inrcompress import bitstream as bs
+from inrcompress import coding
+from inrcompress.config import ModelConfig
+from inrcompress.errors import CorruptFileError, InrError
+from inrcompress.nn import INR
+
+
+def make_header(**changes) -> bs.InrHeader:
+    values = {"modality": "image", "height": 24, "width": 32, "channels": 3, "in_features": 2, "encoding": "nerf",
+              "activation": "sine", "hidden_dims": 16, "hidden_layers": 2, "ff_dims": 4, "encoding_scale": 1.4,
+              "gauss_seed": 0, "bitwidth": 8, "coder": "arithmetic", "rotated": False, "init_hash": b"",
+              "step_sizes": None}
+    values.update(changes)
+    if values["modality"] == "shape" and "height" not in changes:
+        values.update(height=0, width=0, channels=1, in_features=3)
+    if values["step_sizes"] is None:
+        values["step_sizes"] = [0.001 * (i + 1) for i in range(2 * (values["hidden_layers"] + 2))]
+    return bs.InrHeader(**values)
+
+
+def random_symbols(header: bs.InrHeader, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    top = (1 << header.bitwidth) - 1
+    return [np.clip(np.round(rng.laplace(top / 2, 1 + top / 40, math.prod(shape))), 0, top).astype(np.int64)
+            for shape in bs.tensor_shapes(header)]
+
+
+def field_offset(name: str) -> int:
+    """Byte offset of a fixed header field in the file."""
+    fmt = "<"
+    for field, code in bs.HEADER_FIELDS:
+        if field == name:
+            return bs._PREFIX + struct.calcsize(fmt)
+        fmt += code
+    raise KeyError(name)
+
+
+def field_format(name: str) -> str:
+    return "<" + dict(bs.HEADER_FIELDS)[name]
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def patch_field(data: bytes, name: str, value) -> bytes:
+    """Overwrite one header field and fix the checksum, so that the header checks see it."""
+    raw = struct.pack(field_format(name), value)
+    at = field_offset(name)
+    return with_crc(data[:at] + raw + data[at + len(raw):-4])
+
+
+def assert_same_symbols(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(x).ravel(), y)
+
+
+# ----------------------------------------------------------------------------------------------
+# Round trips and architecture
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["mlp", "nerf", "positional", "gauss"])
+@pytest.mark.parametrize("modality", ["image", "shape"])
+def test_header_roundtrip_for_every_encoding_and_modality(encoding, modality):
+    header = make_header(modality=modality, encoding=encoding, ff_dims=0 if encoding == "mlp" else 5,
+                         encoding_scale=0.0 if encoding == "mlp" else 10.0, gauss_seed=4_000_000_000,
+                         activation="relu" if encoding == "positional" else "sine")
+    symbols = random_symbols(header)
+    data = bs.write_inr(header, symbols)
+    got_header, got_symbols = bs.read_inr(data)
+    assert got_header == header
+    assert_same_symbols(symbols, got_symbols)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"coder": "brotli"},
+        {"bitwidth": 16},
+        {"bitwidth": 1, "coder": "brotli"},
+        {"rotated": True, "height": 32, "width": 24},
+        {"init_hash": hashlib.sha256(b"maml init").digest()},
+        {"channels": 1},
+        {"height": 65535, "width": 1},
+        {"encoding_scale": 1 / 3},  # not a float32: stored as float64, exact
+        {"step_sizes": [1e-30, 3.4e38] + [0.1] * 6},
+    ],
+)
+def test_header_roundtrip_of_other_settings(changes):
+    header = make_header(**changes)
+    symbols = random_symbols(header, seed=1)
+    got_header, got_symbols = bs.read_inr(bs.write_inr(header, symbols))
+    assert got_header == header
+    assert_same_symbols(symbols, got_symbols)
+
+
+def test_step_sizes_are_kept_as_float32():
+    header = make_header(step_sizes=[0.1] * 8)
+    assert header.step_sizes == (float(np.float32(0.1)),) * 8
+    got, _ = bs.read_inr(bs.write_inr(header, random_symbols(header)))
+    assert got.step_sizes == header.step_sizes
+
+
+@pytest.mark.parametrize("encoding", ["mlp", "nerf", "positional", "gauss"])
+@pytest.mark.parametrize("modality", ["image", "shape"])
+def test_tensor_shapes_match_the_network(encoding, modality):
+    header = make_header(modality=modality, encoding=encoding, ff_dims=3, gauss_seed=9)
+    cfg = bs.model_config(header)
+    assert cfg == ModelConfig(in_features=header.in_features, out_features=header.channels, encoding=encoding,
+                              activation="sine", hidden_dims=16, hidden_layers=2, ff_dims=3, encoding_scale=1.4,
+                              gauss_seed=9)
+    model = INR(cfg)
+    expected = [tuple(p.shape) for layer in model.layers for p in (layer.weight, layer.bias)]
+    assert bs.tensor_shapes(header) == expected
+
+
+def test_for_model_builds_the_header_of_a_config():
+    cfg = ModelConfig(in_features=3, out_features=1, encoding="gauss", hidden_dims=8, hidden_layers=1, ff_dims=2,
+                      encoding_scale=3.0, gauss_seed=5)
+    header = bs.InrHeader.for_model(cfg, modality="shape", bitwidth=7, coder="brotli", step_sizes=[0.5] * 6)
+    assert bs.model_config(header) == cfg
+    assert header.height == header.width == 0 and not header.rotated and header.init_hash == b""
+
+
+def test_size_breakdown_accounts_for_every_byte():
+    header = make_header(init_hash=bytes(32))
+    data, sizes = bs.encode_inr(header, random_symbols(header))
+    assert sizes == bs.size_breakdown(data)
+    assert sizes.total == len(data)
+    assert sizes.step_size_bytes == 4 * 8
+    assert sizes.container_bytes == 4 + 1 + bs._STRUCT.size + 32 + 4
+    assert sizes.total == sizes.container_bytes + sizes.step_size_bytes + sizes.payload_bytes
+    assert sizes.paper_bytes == sizes.payload_bytes + sizes.step_size_bytes
+
+
+def test_forcing_the_papers_global_model():
+    header = make_header()
+    symbols = random_symbols(header)
+    best = bs.write_inr(header, symbols)
+    paper = bs.write_inr(header, symbols, model="global")
+    assert len(best) <= len(paper)
+    assert bs.size_breakdown(paper).coding_model == "global"
+    assert bs.size_breakdown(best).coding_model in coding.MODELS
+    assert bs.encode_inr(make_header(coder="brotli"), symbols)[1].coding_model == "brotli"
+    assert_same_symbols(symbols, bs.read_inr(paper)[1])
+
+
+def test_file_roundtrip_and_file_errors(tmp_path):
+    header = make_header()
+    symbols = random_symbols(header)
+    path = tmp_path / "sub" / "x.inr"
+    sizes = bs.write_inr_file(path, header, symbols)
+    assert path.stat().st_size == sizes.total
+    assert [p.name for p in path.parent.iterdir()] == ["x.inr"]  # no temporary left behind
+    got_header, got_symbols = bs.read_inr_file(path)
+    assert got_header == header
+    assert_same_symbols(symbols, got_symbols)
+
+    with pytest.raises(InrError, match="cannot read") as missing:
+        bs.read_inr_file(tmp_path / "missing.inr")
+    assert not isinstance(missing.value, CorruptFileError)
+    bad = tmp_path / "bad.inr"
+    bad.write_bytes(b"GIF89a")
+    with pytest.raises(CorruptFileError, match="bad.inr: not an .inr file"):
+        bs.read_inr_file(bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writer errors
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"hidden_dims": 4097}, "hidden_dims 4097"),
+        ({"hidden_layers": 65, "step_sizes": [1.0] * 134}, "hidden_layers 65"),
+        ({"ff_dims": 1025}, "ff_dims 1025"),
+        ({"bitwidth": 17}, "bitwidth 17"),
+        ({"gauss_seed": -1}, "gauss_seed -1"),
+        ({"modality": "video"}, "modality must be one of"),
+        ({"coder": "zip"}, "coder must be one of"),
+        ({"channels": 2}, "1 or 3 channels"),
+        ({"height": 0}, "image size"),
+        ({"height": 20000, "width": 20000}, "image size"),
+        ({"init_hash": b"abc"}, "init_hash must be empty or 32 bytes"),
+        ({"step_sizes": [0.1] * 7}, "expected 8 step sizes"),
+        ({"step_sizes": [0.1] * 7 + [0.0]}, "step size 7 must be finite and > 0"),
+        ({"step_sizes": [0.1] * 7 + [1e39]}, "step size 7"),  # inf as float32
+        ({"encoding": "nerf", "ff_dims": 0}, "ff_dims must be >= 1"),
+        ({"encoding_scale": float("nan")}, "encoding_scale"),
+        ({"encoding_scale": 1e7}, "encoding_scale"),
+        ({"encoding_scale": 1e5, "ff_dims": 16}, "nerf frequencies overflow"),
+        ({"hidden_dims": 4096, "hidden_layers": 3}, "parameters, more than"),
+    ],
+)
+def test_writer_rejects_headers_outside_the_format(changes, message):
+    header = make_header(**changes)
+    with pytest.raises(InrError, match=message):
+        bs.write_inr(header, [])
+
+
+def test_writer_rejects_shape_headers_with_an_image_size():
+    header = make_header(modality="shape", height=4, width=4, channels=1, in_features=3)
+    with pytest.raises(InrError, match="no height, width or rotation"):
+        bs.write_inr(header, [])
+
+
+def test_writer_rejects_symbols_that_do_not_fit():
+    header = make_header()
+    symbols = random_symbols(header)
+    with pytest.raises(InrError, match="expected 8 symbol tensors"):
+        bs.write_inr(header, symbols[:-1])
+    with pytest.raises(InrError, match="symbol tensor 1 has 15 values"):
+        bs.write_inr(header, [symbols[0], symbols[1][:-1], *symbols[2:]])
+    symbols[3] = symbols[3].copy()
+    symbols[3][0] = 256
+    with pytest.raises(InrError, match="outside"):
+        bs.write_inr(header, symbols)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reader errors
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def valid() -> bytes:
+    header = make_header()
+    return bs.write_inr(header, random_symbols(header))
+
+
+def test_short_or_foreign_files(valid):
+    with pytest.raises(CorruptFileError, match="empty"):
+        bs.read_inr(b"")
+    with pytest.raises(CorruptFileError, match="not an .inr file"):
+        bs.read_inr(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(CorruptFileError, match="not an .inr file"):
+        bs.read_inr(b"IX")  # too short, but not even the start of an .inr file
+    for n in (2, 4, 5, bs.MIN_FILE_BYTES - 1):
+        with pytest.raises(CorruptFileError, match="truncated"):
+            bs.read_inr(valid[:n])
+
+
+def test_unknown_versions(valid):
+    newer = with_crc(valid[:4] + bytes([2]) + valid[5:-4])
+    with pytest.raises(CorruptFileError, match="format version 2 is newer than this decoder supports"):
+        bs.read_inr(newer)
+    with pytest.raises(CorruptFileError, match="unknown format version 0"):
+        bs.read_inr(with_crc(valid[:4] + bytes([0]) + valid[5:-4]))
+    # A version byte damaged in transit is damage, not a newer format.
+    with pytest.raises(CorruptFileError, match="checksum mismatch"):
+        bs.read_inr(valid[:4] + bytes([2]) + valid[5:])
+
+
+def test_checksum_mismatch(valid):
+    damaged = bytearray(valid)
+    damaged[len(valid) // 2] ^= 0x10
+    with pytest.raises(CorruptFileError, match="checksum mismatch: the file is corrupt"):
+        bs.read_inr(bytes(damaged))
+    with pytest.raises(CorruptFileError, match="checksum mismatch"):
+        bs.read_inr(valid + b"\0")  # appended bytes move the checksum
+    with pytest.raises(CorruptFileError, match="checksum mismatch"):
+        bs.read_inr(valid[:-1])
+
+
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("modality", 2, "unknown modality code 2"),
+        ("encoding", 4, "unknown encoding code 4"),
+        ("activation", 200, "unknown activation code 200"),
+        ("coder", 2, "unknown coder code 2"),
+        ("rotated", 2, "rotated flag must be 0 or 1"),
+        ("hidden_dims", 0, "hidden_dims 0"),
+        ("hidden_dims", 4097, "hidden_dims 4097"),
+        ("hidden_layers", 0, "hidden_layers 0"),
+        ("hidden_layers", 65, "hidden_layers 65"),
+        ("ff_dims", 1025, "ff_dims 1025"),
+        ("ff_dims", 0, "ff_dims must be >= 1"),
+        ("bitwidth", 0, "bitwidth 0"),
+        ("bitwidth", 17, "bitwidth 17"),
+        ("height", 0, "image size"),
+        ("in_features", 3, "in_features 2"),
+        ("channels", 4, "1 or 3 channels"),
+        ("encoding_scale", float("inf"), "encoding_scale"),
+        ("encoding_scale", -1.0, "encoding_scale"),
+        ("init_hash_len", 31, "init_hash must be empty or 32 bytes"),
+    ],
+)
+def test_invalid_header_fields(valid, name, value, message):
+    with pytest.raises(CorruptFileError, match=f"invalid header: .*{message}|{message}"):
+        bs.read_inr(patch_field(valid, name, value))
+
+
+def test_image_with_too_many_pixels(valid):
+    data = patch_field(patch_field(valid, "height", 65535), "width", 65535)
+    with pytest.raises(CorruptFileError, match="image size 65535x65535"):
+        bs.read_inr(data)
+
+
+def test_too_many_parameters_is_refused_before_decoding(valid):
+    data = patch_field(patch_field(valid, "hidden_dims", 4096), "hidden_layers", 64)
+    with pytest.raises(CorruptFileError, match="parameters, more than the format's 50000000"):
+        bs.read_inr(data)
+
+
+@pytest.mark.parametrize("value", [0.0, -0.5, float("nan"), float("inf")])
+def test_invalid_step_sizes(valid, value):
+    at = bs._PREFIX + bs._STRUCT.size + 4 * 3  # step size of tensor 3
+    data = with_crc(valid[:at] + struct.pack("<f", value) + valid[at + 4:-4])
+    with pytest.raises(CorruptFileError, match="step size 3 must be finite and > 0"):
+        bs.read_inr(data)
+
+
+def test_header_that_runs_into_the_checksum(valid):
+    data = with_crc(valid[:bs._PREFIX + bs._STRUCT.size + 10])
+    with pytest.raises(CorruptFileError, match="truncated in the header"):
+        bs.read_inr(data)
+
+
+def test_trailing_garbage_and_short_payload_under_a_valid_checksum(valid):
+    with pytest.raises(CorruptFileError, match="bytes after its payload"):
+        bs.read_inr(with_crc(valid[:-4] + b"junk"))
+    with pytest.raises(CorruptFileError, match="truncated"):
+        bs.read_inr(with_crc(valid[:-8]))
+
+
+def test_header_that_does_not_match_the_payload(valid):
+    # Another architecture with a valid checksum: the coded stream does not fit it.
+    with pytest.raises(CorruptFileError):
+        bs.read_inr(patch_field(valid, "hidden_dims", 17))
+
+
+def test_brotli_file_with_the_wrong_size():
+    header = make_header(coder="brotli")
+    data = bs.write_inr(header, random_symbols(header))
+    with pytest.raises(CorruptFileError, match="brotli payload expands to"):
+        bs.read_inr(patch_field(data, "hidden_dims", 15))
+
+
+# ----------------------------------------------------------------------------------------------
+# Fuzzing
+# ----------------------------------------------------------------------------------------------
+
+# Small files, so that hypothesis spends its time on mutations rather than on decoding.
+FUZZ_HEADERS = [
+    make_header(hidden_dims=6, hidden_layers=1, ff_dims=2),
+    make_header(hidden_dims=6, hidden_layers=1, encoding="gauss", ff_dims=2, coder="brotli"),
+    make_header(modality="shape", hidden_dims=5, hidden_layers=1, encoding="mlp", ff_dims=0, bitwidth=12,
+                init_hash=bytes(range(32))),
+]
+FUZZ_FILES = [bs.write_inr(h, random_symbols(h, seed=i)) for i, h in enumerate(FUZZ_HEADERS)]
+FUZZ_DECODED = [bs.read_inr(data) for data in FUZZ_FILES]
+
+
+@st.composite
+def mutations(draw, length: int):
+    """A list of 1..4 edits of a byte string: bit flip, byte replacement, truncation, insertion,
+    appended bytes. Positions are drawn as fractions so they stay valid after earlier edits."""
+    edits = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "set", "truncate", "insert", "append"]))
+        where = draw(st.floats(0, 1, exclude_max=True))
+        if kind == "flip":
+            edits.append((kind, where, draw(st.integers(0, 7))))
+        elif kind == "set":
+            edits.append((kind, where, draw(st.integers(0, 255))))
+        elif kind == "truncate":
+            edits.append((kind, where, None))
+        else:
+            edits.append((kind, where, draw(st.binary(min_size=1, max_size=8))))
+    return edits
+
+
+def apply(data: bytes, edits) -> bytes:
+    out = bytearray(data)
+    for kind, where, arg in edits:
+        pos = int(where * len(out))
+        if kind == "flip" and out:
+            out[pos] ^= 1 << arg
+        elif kind == "set" and out:
+            out[pos] = arg
+        elif kind == "truncate":
+            del out[pos:]
+        elif kind == "insert":
+            out[pos:pos] = arg
+        elif kind == "append":
+            out += arg
+    return bytes(out)
+
+
+def check_result(data: bytes, result) -> None:
+    """A decoded mutant must be well formed: one array per tensor, right sizes, in the alphabet."""
+    header, symbols = result
+    shapes = bs.tensor_shapes(header)
+    assert len(symbols) == len(shapes)
+    for s, shape in zip(symbols, shapes):
+        assert s.dtype == np.int64 and s.shape == (math.prod(shape),)
+        assert s.size == 0 or (s.min() >= 0 and s.max() < 1 << header.bitwidth)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.integers(0, len(FUZZ_FILES) - 1), edits=st.data())
+def test_fuzz_mutated_files(which, edits):
+    original = FUZZ_FILES[which]
+    mutant = apply(original, edits.draw(mutations(len(original))))
+    try:
+        result = bs.read_inr(mutant)
+    except CorruptFileError as exc:
+        assert mutant != original
+        assert "\n" not in str(exc)
+        return
+    # A change that slips past CRC-32 would need a 1-in-4-billion collision.
+    assert mutant == original
+    header, symbols = result
+    assert header == FUZZ_DECODED[which][0]
+    assert_same_symbols(FUZZ_DECODED[which][1], symbols)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.integers(0, len(FUZZ_FILES) - 1), edits=st.data())
+def test_fuzz_mutated_files_with_fixed_checksum(which, edits):
+    """Mutate everything but the checksum, then recompute it, so that the mutation reaches the
+    header and payload checks behind it."""
+    original = FUZZ_FILES[which]
+    mutant = with_crc(apply(original[:-4], edits.draw(mutations(len(original) - 4))))
+    try:
+        result = bs.read_inr(mutant)
+    except CorruptFileError as exc:
+        assert "\n" not in str(exc)
+        return
+    check_result(mutant, result)
+
+
+def test_fuzz_fixtures_are_valid():
+    for data, (header, symbols), h in zip(FUZZ_FILES, FUZZ_DECODED, FUZZ_HEADERS):
+        assert header == h
+        check_result(data, (header, symbols))
+    assert dataclasses.replace(FUZZ_HEADERS[0]) == FUZZ_HEADERS[0]
