@@ -400,17 +400,23 @@ def _sizes(header: InrHeader, total: int, payload: bytes) -> InrSizes:
                     payload_bytes=len(payload), coding_model=model)
 
 
-def read_inr_file(path: str | os.PathLike) -> tuple[InrHeader, list[np.ndarray]]:
-    """read_inr of a file; a missing or unreadable file is an InrError, a damaged one a
-    CorruptFileError naming the file."""
+def read_inr_file_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a .inr file; a missing or unreadable file is an InrError, one larger than any
+    .inr file can be a CorruptFileError (checked before reading it)."""
     path = Path(path)
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise CorruptFileError(f"{path}: {size} bytes is more than any .inr file holds")
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise InrError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read_inr_file(path: str | os.PathLike) -> tuple[InrHeader, list[np.ndarray]]:
+    """read_inr of a file; a missing or unreadable file is an InrError, a damaged one a
+    CorruptFileError naming the file."""
+    data = read_inr_file_bytes(path)
     try:
         return read_inr(data)
     except CorruptFileError as exc:

@@ -87,3 +87,17 @@ def save_png(path: str | Path, image: np.ndarray) -> None:
     buffer = io.BytesIO()
     Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def to_landscape(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The orientation policy for meta-learned models (whose init is trained on landscape images):
+    a portrait image (H > W) is turned 90 degrees counter-clockwise (as PIL's rotate(90, expand=True)).
+    Returns the image and whether it was turned; `from_landscape` undoes it."""
+    if image.shape[0] > image.shape[1]:
+        return np.ascontiguousarray(np.rot90(image, k=1)), True
+    return image, False
+
+
+def from_landscape(image: np.ndarray, rotated: bool) -> np.ndarray:
+    """Undo `to_landscape`: metrics and decoded images are in the original orientation."""
+    return np.ascontiguousarray(np.rot90(image, k=-1)) if rotated else image

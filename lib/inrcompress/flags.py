@@ -42,10 +42,12 @@ def define_architecture(fv: flags.FlagValues, hidden_dims: int = 64, ff_dims: in
                        lower_bound=0.0, flag_values=fv)
 
 
-def define_overfitting(fv: flags.FlagValues, *, dataset: str = "KODAK", epochs: int = 10000, lr: float = 1e-4,
-                       l1_reg: float = 0.0, downscaling: bool = True) -> None:
-    flags.DEFINE_string("dataset", dataset, "Dataset folder under data_root (KODAK, CelebA100, any folder).",
-                        flag_values=fv)
+def define_overfitting(fv: flags.FlagValues, *, dataset: str | None = "KODAK", epochs: int = 10000,
+                       lr: float = 1e-4, l1_reg: float = 0.0, downscaling: bool = True) -> None:
+    """Fitting flags; dataset=None leaves out --dataset (tools that take one file)."""
+    if dataset is not None:
+        flags.DEFINE_string("dataset", dataset, "Dataset folder under data_root (KODAK, CelebA100, any folder).",
+                            flag_values=fv)
     flags.DEFINE_integer("epochs", epochs, "Maximum epochs (= steps for an image: one image is one batch).",
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_float("lr", lr, "Adam learning rate.", lower_bound=0.0, flag_values=fv)
@@ -67,10 +69,15 @@ def define_overfitting(fv: flags.FlagValues, *, dataset: str = "KODAK", epochs: 
 
 
 def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adaround_iterations: int = 1000,
-                        code: str = "arithmetic", dataset: str = "KODAK") -> None:
-    flags.DEFINE_string("exp_glob", "*", "Glob (not regex) of experiment folders under exp_root.", flag_values=fv)
-    flags.DEFINE_string("dataset", dataset, "Dataset folder under data_root with the original images.",
-                        flag_values=fv)
+                        code: str = "arithmetic", dataset: str = "KODAK", experiments: bool = True) -> None:
+    """Quantization flags; experiments=False leaves out exp_glob, dataset and skip_existing."""
+    if experiments:
+        flags.DEFINE_string("exp_glob", "*", "Glob (not regex) of experiment folders under exp_root.",
+                            flag_values=fv)
+        flags.DEFINE_string("dataset", dataset, "Dataset folder under data_root with the original images.",
+                            flag_values=fv)
+        flags.DEFINE_bool("skip_existing", True, "Skip an image whose metrics file for this setting exists.",
+                          flag_values=fv)
     flags.DEFINE_integer("retrain_epochs", retrain_epochs, "Quantization-aware retraining steps.", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_float("retrain_lr", 1e-6, "Adam learning rate of quantization-aware retraining.",
@@ -78,8 +85,6 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
     flags.DEFINE_integer("bitwidth", 8, "Bits per weight and bias.", lower_bound=1, upper_bound=16, flag_values=fv)
     flags.DEFINE_bool("adaround", True, "Use AdaRound (--noadaround: nearest rounding).", flag_values=fv)
     flags.DEFINE_bool("retrain", True, "Quantization-aware retraining (--noretrain to skip).", flag_values=fv)
-    flags.DEFINE_bool("skip_existing", True, "Skip an image whose metrics file for this setting exists.",
-                      flag_values=fv)
     flags.DEFINE_float("adaround_reg", 1e-4, "Weight of AdaRound's rounding regulariser.", lower_bound=0.0,
                        flag_values=fv)
     flags.DEFINE_integer("adaround_iterations", adaround_iterations, "AdaRound iterations per layer.",

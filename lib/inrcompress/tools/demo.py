@@ -1,8 +1,10 @@
 """The README's main command: the whole pipeline on a photograph that ships with scikit-image.
 
-astronaut (512x512, NASA, public domain) is downscaled to --size and fitted with the paper's
-settings at a small width; the result (PSNR, reconstruction PNG) is printed and written under
---out. Run it again and finished steps are skipped.
+astronaut (512x512, NASA, public domain) is downscaled to --size, fitted with the paper's
+settings at a small width (overfitINR), quantized to 8 bits with AdaRound and retraining and
+written as a .inr file (quantize_and_test), decoded from that file to a PNG (decode), and the
+bpp and PSNR of the file are printed beside a JPEG of about the same size. Everything is written
+under --out; run it again and finished steps are skipped.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from absl import flags
 from PIL import Image
 
 from .. import flags as inr_flags
-from ..data import save_png
+from ..data import load_image, save_png
+from ..errors import InrError
+from ..image_codec import jpeg_at_size, measure_decoded, run_quantize_and_test
 from ..images import run_overfit
+from .decode import main as decode_main
 from .overfit_inr import build_flags as overfit_flags
+from .quantize_and_test import build_flags as quantize_flags
 
 
 def build_flags() -> flags.FlagValues:
@@ -25,17 +31,17 @@ def build_flags() -> flags.FlagValues:
                          flag_values=fv)
     flags.DEFINE_integer("epochs", 3000, "Fitting steps.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("hidden_dims", 32, "Width of the MLP.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("bitwidth", 8, "Bits per weight.", lower_bound=2, upper_bound=16, flag_values=fv)
     flags.DEFINE_string("device", "auto", "Torch device.", flag_values=fv)
     return fv
 
 
 def prepare_image(out: Path, size: int) -> Path:
     """Write the downscaled astronaut as <out>/data/astronaut/astronaut.png; returns data_root."""
+    import numpy as np
     from skimage import data as skdata
 
     picture = Image.fromarray(skdata.astronaut()).resize((size, size), Image.LANCZOS)
-    import numpy as np
-
     save_png(out / "data" / "astronaut" / "astronaut.png", np.asarray(picture)[:, :, :3])
     return out / "data"
 
@@ -52,5 +58,24 @@ def main(argv: list[str] | None = None) -> int:
             f"--epochs={fv.epochs}", "--lr=0.0005", "--l1_reg=0.00001", f"--hidden_dims={fv.hidden_dims}",
             "--steps_til_summary=500", "--epochs_til_ckpt=500", f"--device={fv.device}"], "overfitINR.py")
         exp_dir = run_overfit(inr_flags.values(fit_flags))
-        print(f"reconstruction: {exp_dir / 'astronaut' / 'reconstruction.png'}")
+        print(f"float reconstruction: {exp_dir / 'astronaut' / 'reconstruction.png'}")
+
+        quant_flags = quantize_flags()
+        inr_flags.parse(quant_flags, [
+            f"--data_root={data_root}", "--dataset=astronaut", f"--exp_root={out / 'exp'}",
+            f"--exp_glob={exp_dir.name}", f"--bitwidth={fv.bitwidth}", f"--device={fv.device}"],
+            "quantize_and_test.py")
+        run_quantize_and_test(inr_flags.values(quant_flags))
+        inr_file = next((exp_dir / "astronaut").glob(f"compressed_arithmetic_bw{fv.bitwidth}_*.inr"))
+        decoded_png = out / "astronaut_decoded.png"
+        if decode_main([str(inr_file), str(decoded_png)]) != 0:
+            raise InrError(f"decoding {inr_file} failed")
+        original = load_image(data_root / "astronaut" / "astronaut.png")
+        measured = measure_decoded(inr_file.read_bytes(), original)
+        jpeg = jpeg_at_size(original, measured["bytes"])
+        print()
+        print(f"{'codec':<22}{'bytes':>8}{'bpp':>9}{'PSNR dB':>9}")
+        print(f"{'INR (.inr file)':<22}{measured['bytes']:>8}{measured['bpp']:>9.3f}{measured['psnr']:>9.2f}")
+        print(f"{'JPEG q' + str(jpeg['quality']):<22}{jpeg['bytes']:>8}{jpeg['bpp']:>9.3f}{jpeg['psnr']:>9.2f}")
+        print(f"file: {inr_file}\ndecoded: {decoded_png}")
     return inr_flags.run_tool(body, argv)

@@ -1,0 +1,134 @@
+"""From a fitted network to a .inr file and back: quantize, code, write; read, rebuild, render.
+
+The file is the single source of truth: every rate we report is 8 x its size in bytes / pixels,
+and every quality figure is measured on what `decode_image` renders from its bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .bitstream import InrHeader, InrSizes, encode_inr, model_config, read_inr, tensor_shapes
+from .data import coordinate_grid, from_landscape, values_to_uint8
+from .errors import CorruptFileError, InrError
+from .nn import INR
+from .quant import QuantizedTensors, load_quantized, quantize_model
+
+# Rows per forward pass when a decoder renders a signal (bounds its memory; results do not depend on it).
+DECODE_CHUNK_ROWS = 65536
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """The quantization flags of quantize_and_test.py (spec 2.4)."""
+
+    bitwidth: int = 8
+    adaround: bool = True
+    adaround_iterations: int = 1000
+    adaround_reg: float = 1e-4
+    retrain: bool = True
+    retrain_epochs: int = 300
+    retrain_lr: float = 1e-6
+    code: str = "arithmetic"
+
+    def __post_init__(self):
+        if not 2 <= self.bitwidth <= 16:
+            raise InrError(f"bitwidth must be in 2..16, got {self.bitwidth}")
+        if self.code not in ("arithmetic", "brotli"):
+            raise InrError(f"code must be arithmetic or brotli, got {self.code!r}")
+
+    @property
+    def tag(self) -> str:
+        """The paper's configuration name, e.g.
+        bw8_adaround_iter_1000_adaround_reg_0.0001_retrain_epochs300_retrain_lr1e-06."""
+        name = f"bw{self.bitwidth}"
+        if self.adaround:
+            name += f"_adaround_iter_{self.adaround_iterations}_adaround_reg_{float(self.adaround_reg)}"
+        if self.retrain:
+            name += f"_retrain_epochs{self.retrain_epochs}_retrain_lr{float(self.retrain_lr)}"
+        return name
+
+    @classmethod
+    def from_flags(cls, flags: dict) -> "QuantConfig":
+        return cls(**{k: flags[k] for k in cls.__dataclass_fields__ if k in flags})
+
+
+def init_hash(reference: dict[str, torch.Tensor] | None) -> bytes:
+    """sha256 of a meta-learned initialization's layer tensors (b"" without one)."""
+    if reference is None:
+        return b""
+    digest = hashlib.sha256()
+    for name in sorted(reference):
+        if name.startswith("layers."):
+            tensor = reference[name].detach().to("cpu", torch.float32).contiguous()
+            digest.update(name.encode())
+            digest.update(tensor.numpy().tobytes())
+    return digest.digest()
+
+
+def compress_network(model: INR, coords: torch.Tensor, values: torch.Tensor, qcfg: QuantConfig, *,
+                     modality: str, height: int = 0, width: int = 0, rotated: bool = False,
+                     reference: dict[str, torch.Tensor] | None = None, seed: int = 0,
+                     progress: bool = False) -> tuple[bytes, InrSizes]:
+    """Quantize `model` (AdaRound / QAT on the signal coords -> values) and return the .inr bytes.
+
+    reference: a meta-learned init theta_0; only theta - theta_0 is coded and the file records its hash.
+    """
+    with torch.no_grad():
+        features = model.encode(coords)
+    quantized = quantize_model(
+        model, features, values, qcfg.bitwidth, adaround=qcfg.adaround,
+        adaround_iterations=qcfg.adaround_iterations, adaround_reg=qcfg.adaround_reg, retrain=qcfg.retrain,
+        retrain_epochs=qcfg.retrain_epochs, retrain_lr=qcfg.retrain_lr, reference=reference, seed=seed,
+        progress=progress)
+    cfg = model.cfg
+    header = InrHeader(
+        modality=modality, height=height, width=width, channels=cfg.out_features, in_features=cfg.in_features,
+        encoding=cfg.encoding, activation=cfg.activation, hidden_dims=cfg.hidden_dims,
+        hidden_layers=cfg.hidden_layers, ff_dims=cfg.ff_dims if cfg.encoding != "mlp" else 0,
+        encoding_scale=cfg.encoding_scale, gauss_seed=cfg.gauss_seed, bitwidth=qcfg.bitwidth, coder=qcfg.code,
+        rotated=rotated, init_hash=init_hash(reference), step_sizes=tuple(quantized.step_sizes))
+    return encode_inr(header, quantized.symbols)
+
+
+def decode_network(data: bytes, reference: dict[str, torch.Tensor] | None = None) -> tuple[InrHeader, INR]:
+    """Rebuild the network a .inr file describes (on the CPU). A residual file needs the init it was
+    coded against; a different init is refused."""
+    header, symbols = read_inr(data)
+    if header.init_hash:
+        if reference is None:
+            raise InrError("this file codes the difference to a meta-learned initialization: pass that init "
+                           "(--init path/to/model_maml.pth)")
+        if init_hash(reference) != header.init_hash:
+            raise InrError("the given initialization is not the one this file was coded against (hash differs)")
+    elif reference is not None:
+        reference = None  # a plain file ignores an init it does not need
+    model = INR(model_config(header))
+    quantized = QuantizedTensors(header.bitwidth, symbols, list(header.step_sizes), tensor_shapes(header))
+    try:
+        load_quantized(model, quantized, reference)
+    except InrError as e:
+        raise CorruptFileError(f"inconsistent .inr file: {e}") from None
+    model.eval()
+    return header, model
+
+
+@torch.no_grad()
+def render(model: INR, shape: tuple[int, ...]) -> torch.Tensor:
+    """The network's values on the full coordinate grid of `shape`, (prod(shape), out_features)."""
+    coords = coordinate_grid(shape)
+    parts = [model(coords[s:s + DECODE_CHUNK_ROWS]) for s in range(0, coords.shape[0], DECODE_CHUNK_ROWS)]
+    return torch.cat(parts, dim=0)
+
+
+def decode_image(data: bytes, reference: dict[str, torch.Tensor] | None = None) -> tuple[InrHeader, np.ndarray]:
+    """Decode an image .inr file to uint8 (H, W, C), in the orientation of the original image."""
+    header, model = decode_network(data, reference)
+    if header.modality != "image":
+        raise InrError(f"this .inr file holds a {header.modality}, not an image")
+    picture = values_to_uint8(render(model, (header.height, header.width)), header.height, header.width)
+    return header, from_landscape(picture, header.rotated)

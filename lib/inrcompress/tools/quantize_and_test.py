@@ -1,0 +1,24 @@
+"""quantize_and_test.py: quantize, code, write and decode every fitted image of the experiments
+matching --exp_glob; report bpp and quality measured on the decoded files."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from .. import flags as inr_flags
+from ..image_codec import run_quantize_and_test
+
+
+def build_flags() -> flags.FlagValues:
+    fv = flags.FlagValues()
+    inr_flags.define_general(fv)
+    inr_flags.define_quantization(fv, retrain_epochs=300, adaround_iterations=1000, code="arithmetic")
+    return fv
+
+
+def main(argv: list[str] | None = None) -> int:
+    def body(args):
+        fv = build_flags()
+        inr_flags.parse(fv, args, "quantize_and_test.py")
+        run_quantize_and_test(inr_flags.values(fv))
+    return inr_flags.run_tool(body, argv)
