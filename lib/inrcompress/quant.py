@@ -13,6 +13,26 @@ The pipeline of `quantize_model` (the paper ran it with AIMET; this is plain PyT
 3. Quantization-aware retraining with a straight-through estimator and frozen step sizes, keeping the
    state with the lowest quantized MSE.
 
+Design choices (where the spec leaves room):
+- Step search: dense log-spaced grid of 256 clipping ratios over [0.02, 1] x the max-abs step, then a
+  golden-section refinement between the best grid point's neighbours; never worse than the max-abs
+  step (see choose_step_size).
+- AdaRound: the reconstruction target is the float model's layer output on the float model's input,
+  the input is the already-quantized prefix's output; the loss includes the following activation
+  (sin(30 z) or relu) for every layer but the last (AIMET's default; the paper's code most likely
+  dropped it by accident). Mean squared error + reg * sum(1 - |2h - 1|^beta); regulariser off for the
+  first 20 % of the iterations, then beta decays LINEARLY from 20 to 2 (AIMET's schedule). Adam lr
+  1e-3 on V. Each iteration uses 4096 rows (all rows when fewer), taken as successive slices of a
+  random permutation of the cached rows from a torch.Generator seeded with `seed`; at most 2^20 rows
+  are cached per layer (a seeded random subset of larger signals). Biases: nearest rounding, and the
+  layer uses its quantized bias while its weight is AdaRounded.
+- QAT: straight-through estimator whose forward value is exactly dequant(quant(w)) (so every loss
+  seen during retraining is the true quantized MSE) and whose gradient is the identity; the step sizes
+  stay frozen at the values chosen before AdaRound (AIMET freezes the AdaRound encodings likewise);
+  Adam over the float residuals, initialised at the AdaRounded/nearest dequantized values; one step
+  per epoch over the whole signal (row chunks accumulate gradients); the best of the retrain_epochs + 1
+  states (the starting state included) is returned.
+
 Residual ("reference") mode, for models fitted from a meta-learned initialization theta_0: what is
 quantized is r = theta - theta_0 and a layer uses theta_0 + dequant(r); without a reference
 theta_0 = 0. A reference is a mapping from the INR's state-dict names ("layers.0.weight",
@@ -287,8 +307,8 @@ def _flatten_rows(features: torch.Tensor, targets: torch.Tensor, in_dim: int, ou
         raise InrError(f"features have {features.shape[-1]} columns, the model's first layer takes {in_dim}")
     if targets.shape[-1] != out_dim:
         raise InrError(f"targets have {targets.shape[-1]} columns, the model outputs {out_dim}")
-    x = features.reshape(-1, in_dim).to(device=device, dtype=torch.float32)
-    y = targets.reshape(-1, out_dim).to(device=device, dtype=torch.float32)
+    x = features.detach().reshape(-1, in_dim).to(device=device, dtype=torch.float32)
+    y = targets.detach().reshape(-1, out_dim).to(device=device, dtype=torch.float32)
     if x.shape[0] != y.shape[0]:
         raise InrError(f"{x.shape[0]} feature rows but {y.shape[0]} target rows")
     if x.shape[0] == 0:
