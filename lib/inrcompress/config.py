@@ -117,6 +117,36 @@ def basic_experiment_name(flags: dict[str, Any]) -> str:
     return f"{head}_{architecture_suffix(flags)}"
 
 
+MAML_SUBFOLDER = "maml"
+
+
+def maml_init_name(flags: dict[str, Any]) -> str:
+    """Folder name (under <exp_root>/maml/) of a meta-learned initialization (trainMetaSiren.py), e.g.
+    MAML_DIV2K_1x_batch_size1_epochs1_outer_lr5e-05_inner_lr1e-05_lr_type_per_parameter_per_step_adapt_steps3
+    _ffdims_16_hdims32_hlayer3_nerf_sine_enc_scale1.4 (one line; no l1_reg part)."""
+    head = (f"MAML_{flags['maml_dataset']}_{flags['downscaling_factor']}x_batch_size{flags['maml_batch_size']}"
+            f"_epochs{flags['maml_epochs']}_outer_lr{_num(flags['outer_lr'])}_inner_lr{_num(flags['inner_lr'])}"
+            f"_lr_type_{flags['lr_type']}_adapt_steps{flags['maml_adaptation_steps']}")
+    return f"{head}_{architecture_suffix(flags, with_l1=False)}"
+
+
+def maml_init_folder(flags: dict[str, Any]) -> Path:
+    """<exp_root>/maml/<maml_init_name>: where trainMetaSiren.py writes and overfitMetaSiren.py reads."""
+    return Path(flags["exp_root"]) / MAML_SUBFOLDER / maml_init_name(flags)
+
+
+def maml_experiment_name(flags: dict[str, Any]) -> str:
+    """Folder name of an overfitMetaSiren experiment (fitting from a meta-learned init), e.g.
+    KODAK_1x_maml_batch_size1_epochs25000_lr0.0005_outer_lr5e-05_inner_lr1e-05_lr_type_per_parameter_per_step
+    _maml_epochs30_adapt_steps3_ffdims_16_hdims32_hlayer3_nerf_sine_l1_reg1e-05_enc_scale1.4 (one line).
+    As in the paper the name does not hold maml_dataset."""
+    head = (f"{flags['dataset']}_{flags['downscaling_factor']}x_maml_batch_size{flags['maml_batch_size']}"
+            f"_epochs{flags['epochs']}_lr{_num(flags['lr'])}_outer_lr{_num(flags['outer_lr'])}"
+            f"_inner_lr{_num(flags['inner_lr'])}_lr_type_{flags['lr_type']}_maml_epochs{flags['maml_epochs']}"
+            f"_adapt_steps{flags['maml_adaptation_steps']}")
+    return f"{head}_{architecture_suffix(flags)}"
+
+
 def shape_experiment_name(flags: dict[str, Any]) -> str:
     """Folder name of an overfitINR3D experiment (no downscaling part)."""
     return f"{flags['dataset']}_epochs{flags['epochs']}_lr{_num(flags['lr'])}_{architecture_suffix(flags)}"

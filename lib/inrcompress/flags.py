@@ -42,6 +42,42 @@ def define_architecture(fv: flags.FlagValues, hidden_dims: int = 64, ff_dims: in
                        lower_bound=0.0, flag_values=fv)
 
 
+def define_downscaling(fv: flags.FlagValues) -> None:
+    flags.DEFINE_integer("downscaling_factor", 1, "Integer factor by which images are downscaled.",
+                         lower_bound=1, flag_values=fv)
+
+
+LR_TYPES = ("static", "global", "per_step", "per_parameter", "per_parameter_per_step")
+
+
+def define_maml(fv: flags.FlagValues, *, training: bool = False) -> None:
+    """The MAML flags of trainMetaSiren.py and overfitMetaSiren.py (spec 2.2, 2.3; same names and
+    defaults in both, because overfitMetaSiren.py finds the init folder from them). training=True adds
+    the meta-training-only flags (steps_til_summary, maml_val_every)."""
+    flags.DEFINE_string("maml_dataset", "DIV2K",
+                        "Meta-training data under data_root: DIV2K, CelebA, or any folder of images.",
+                        flag_values=fv)
+    flags.DEFINE_enum("lr_type", "per_parameter_per_step", list(LR_TYPES),
+                      "Inner-loop learning rates: static (fixed), global, per_step, per_parameter (Meta-SGD), "
+                      "per_parameter_per_step (learned, except static).", flag_values=fv)
+    flags.DEFINE_integer("maml_epochs", 1, "Passes over the meta-training images.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("maml_batch_size", 1, "Images per outer (meta) step.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("maml_adaptation_steps", 3, "Inner-loop SGD steps.", lower_bound=1, upper_bound=100,
+                         flag_values=fv)
+    flags.DEFINE_float("inner_lr", 1e-5, "Initial value of the inner-loop learning rate(s).", lower_bound=0.0,
+                       flag_values=fv)
+    flags.DEFINE_float("outer_lr", 5e-5, "Adam learning rate of the outer (meta) loop.", lower_bound=0.0,
+                       flag_values=fv)
+    if training:
+        flags.DEFINE_integer("steps_til_summary", 1000,
+                             "Outer steps between progress lines, resume checkpoints and step snapshots.",
+                             lower_bound=1, flag_values=fv)
+        flags.DEFINE_integer("maml_val_every", 500,
+                             "Outer steps between validations (paper: 500); the LR schedule and the kept best "
+                             "state follow the validation loss. Also validated at the start and the end.",
+                             lower_bound=1, flag_values=fv)
+
+
 def define_overfitting(fv: flags.FlagValues, *, dataset: str | None = "KODAK", epochs: int = 10000,
                        lr: float = 1e-4, l1_reg: float = 0.0, downscaling: bool = True) -> None:
     """Fitting flags; dataset=None leaves out --dataset (tools that take one file)."""
@@ -54,8 +90,7 @@ def define_overfitting(fv: flags.FlagValues, *, dataset: str | None = "KODAK", e
     flags.DEFINE_float("l1_reg", l1_reg, "L1 regularisation strength on the weights.", lower_bound=0.0,
                        flag_values=fv)
     if downscaling:
-        flags.DEFINE_integer("downscaling_factor", 1, "Integer factor by which images are downscaled.",
-                             lower_bound=1, flag_values=fv)
+        define_downscaling(fv)
     flags.DEFINE_integer("patience", 500, "Patience of the ReduceLROnPlateau schedule (steps).", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_integer("epochs_til_ckpt", 1000, "Epochs between checkpoints.", lower_bound=1, flag_values=fv)
@@ -64,6 +99,9 @@ def define_overfitting(fv: flags.FlagValues, *, dataset: str | None = "KODAK", e
     flags.DEFINE_enum("compile", "auto", ["auto", "on", "off"],
                       "torch.compile the training step: auto = on for signals of >= 65536 points.",
                       flag_values=fv)
+    flags.DEFINE_integer("batch_images", 1, "Fit up to this many images of the same size at once, as one "
+                         "batched computation (results as one by one, up to float rounding).", lower_bound=1,
+                         flag_values=fv)
     flags.DEFINE_bool("amp", False, "Mixed precision (float16 autocast) on CUDA; changes results slightly.",
                       flag_values=fv)
 
@@ -93,6 +131,18 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
                       flag_values=fv)
 
 
+def define_shapes(fv: flags.FlagValues, *, sampling: bool = True) -> None:
+    """3D shape flags (spec 2.5, 8); sampling=False keeps only the evaluation's mc_resolution."""
+    if sampling:
+        flags.DEFINE_integer("batch_size", 10000, "SDF samples per optimisation step.", lower_bound=1,
+                             flag_values=fv)
+        flags.DEFINE_integer("samples_per_shape", 100000,
+                             "Points per sampling technique (uniform, near surface x2, on surface x2): "
+                             "5 x this many SDF samples per shape.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("mc_resolution", 128, "Grid of the marching cubes that extracts the network's surface "
+                         "(Chamfer distance, exported mesh).", lower_bound=8, upper_bound=1024, flag_values=fv)
+
+
 def parse(fv: flags.FlagValues, argv: list[str] | None, prog: str) -> list[str]:
     """Parse argv (without the program name); a bad flag becomes an InrError (one line, exit 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -113,6 +163,14 @@ class HelpShown(Exception):
 def values(fv: flags.FlagValues) -> dict:
     """The tool's own flags as a plain dict (what goes into FLAGS.yml)."""
     return {k: v for k, v in fv.flag_values_dict().items() if k not in _ABSL_FLAGS}
+
+
+def parse_values(fv: flags.FlagValues, argv: list[str] | None, prog: str) -> dict:
+    """parse() a tool's argv that takes no positional arguments, then its flags as values()."""
+    rest = parse(fv, argv, prog)
+    if rest:
+        raise InrError(f"{prog} takes no positional arguments, got {rest}")
+    return values(fv)
 
 
 def run_tool(body: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:

@@ -18,11 +18,21 @@ import numpy as np
 import torch
 
 from .config import ModelConfig, TrainConfig, atomic_write_text, basic_experiment_name, save_flags
-from .data import coordinate_grid, image_to_values, list_images, load_image, save_png, values_to_uint8, values_to_unit
+from .data import (
+    coordinate_grid,
+    from_landscape,
+    image_to_values,
+    list_images,
+    load_image,
+    save_png,
+    values_to_uint8,
+    values_to_unit,
+)
 from .errors import InrError
 from .metrics import image_metrics
+from .batched import BATCH_RESUME_FILE, fit_many
 from .nn import INR, count_parameters
-from .train import CHECKPOINT_DIR, COMPILE_MIN_POINTS, FINAL_FILE, fit, resolve_device
+from .train import CHECKPOINT_DIR, COMPILE_MIN_POINTS, FINAL_FILE, RESUME_FILE, fit, load_checkpoint, resolve_device
 
 RESULT_FILE = "result.json"
 METRIC_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
@@ -30,12 +40,17 @@ METRIC_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
 
 @dataclass
 class ImageSignal:
-    """One image as a coordinate signal: coords (H*W, 2) in [-1, 1], values (H*W, C) in [-1, 1]."""
+    """One image as a coordinate signal: coords (H*W, 2) in [-1, 1], values (H*W, C) in [-1, 1].
+
+    rotated: `image` is a portrait original turned to landscape (data.to_landscape, the policy of
+    meta-learned models); metrics and pictures are then reported in the original orientation.
+    """
 
     name: str
     image: np.ndarray  # uint8 (H, W, C), what the network is fitted to
     coords: torch.Tensor
     values: torch.Tensor
+    rotated: bool = False
 
     @property
     def height(self) -> int:
@@ -64,17 +79,19 @@ def predict(model: INR, coords: torch.Tensor, chunk_rows: int = 65536) -> torch.
 
 
 def evaluate(model: INR, signal: ImageSignal) -> tuple[dict, np.ndarray]:
-    """Float metrics of the fit (prediction clipped to [0, 1], as the paper) and the 8-bit picture."""
+    """Float metrics of the fit (prediction clipped to [0, 1], as the paper) and the 8-bit picture,
+    both in the original orientation of the image."""
     pred = predict(model, signal.coords)
-    target = signal.image.astype(np.float64) / 255.0
-    metrics = image_metrics(values_to_unit(pred, signal.height, signal.width), target)
-    return metrics, values_to_uint8(pred, signal.height, signal.width)
+    target = from_landscape(signal.image, signal.rotated).astype(np.float64) / 255.0
+    unit = from_landscape(values_to_unit(pred, signal.height, signal.width), signal.rotated)
+    metrics = image_metrics(unit, target)
+    return metrics, from_landscape(values_to_uint8(pred, signal.height, signal.width), signal.rotated)
 
 
 def _summary_writer_callback(signal: ImageSignal):
     def on_summary(writer, step, model):
         metrics, picture = evaluate(model, signal)
-        side_by_side = np.concatenate([signal.image, picture], axis=1)
+        side_by_side = np.concatenate([from_landscape(signal.image, signal.rotated), picture], axis=1)
         writer.add_image("train_gt_vs_pred", side_by_side, step, dataformats="HWC")
         writer.add_scalar("train_img_psnr", metrics["psnr"], step)
         writer.add_scalar("train_img_ssim", metrics["ssim"], step)
@@ -83,10 +100,11 @@ def _summary_writer_callback(signal: ImageSignal):
 
 def fit_image(signal: ImageSignal, model_cfg: ModelConfig, train_cfg: TrainConfig, run_dir: Path | None,
               device: torch.device, *, model: INR | None = None, reference_params=None,
-              step_hook=None, show_progress: bool = True) -> dict:
+              step_hook=None, show_progress: bool = True, extra: dict | None = None) -> dict:
     """Fit one image (resuming from run_dir's checkpoint), write its result.json and reconstruction.
 
     model: a starting network (a MAML init); None = a fresh one seeded with train_cfg.seed.
+    extra: more entries for the result (e.g. the metrics after MAML's inner steps).
     Returns the per-image result: metrics, diverged flag, steps, timings.
     """
     if model is None:
@@ -97,18 +115,64 @@ def fit_image(signal: ImageSignal, model_cfg: ModelConfig, train_cfg: TrainConfi
     outcome = fit(model, signal.coords, signal.values, train_cfg, run_dir, reference_params=reference_params,
                   loss_name="img_loss", on_summary=_summary_writer_callback(signal),
                   progress_desc=signal.name, step_hook=step_hook, show_progress=show_progress)
-    seconds = time.perf_counter() - started
+    return finish_image(signal, model, outcome, time.perf_counter() - started, run_dir, extra)
+
+
+def finish_image(signal: ImageSignal, model: INR, outcome, seconds: float, run_dir: Path | None,
+                 extra: dict | None = None) -> dict:
+    """Measure a fitted image and write its result.json and reconstruction.png."""
     metrics, picture = evaluate(model, signal)
     steps_done = outcome.epochs_run - (outcome.resumed_from or 0)
-    result = {**metrics, "height": signal.height, "width": signal.width, "parameters": count_parameters(model),
+    result = {**metrics, "height": picture.shape[0], "width": picture.shape[1],
+              "parameters": count_parameters(model),
               "epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch,
               "stopped_early": outcome.stopped_early, "diverged": outcome.diverged,
               "resumed_from": outcome.resumed_from, "fit_seconds": seconds,
-              "steps_per_second": steps_done / seconds if seconds > 0 else None}
+              "steps_per_second": steps_done / seconds if seconds > 0 else None, **(extra or {})}
     if run_dir is not None:
         save_png(run_dir / "reconstruction.png", picture)
         atomic_write_text(run_dir / RESULT_FILE, json.dumps(result, indent=2))
     return result
+
+
+def fit_images_batched(signals: list[ImageSignal], model_cfg: ModelConfig, train_cfg: TrainConfig,
+                       run_dirs: list[Path | None], device: torch.device, *, step_hook=None,
+                       show_progress: bool = True) -> list[dict]:
+    """Fit images of one size together (batched.fit_many); each starts from the init that
+    fit_image would give it (seed train_cfg.seed) and gets the same per-image outputs."""
+    models = []
+    for _ in signals:
+        torch.manual_seed(train_cfg.seed)
+        models.append(INR(model_cfg).to(device))
+    started = time.perf_counter()
+    outcomes = fit_many(models, signals[0].coords, [s.values for s in signals], train_cfg, run_dirs,
+                        loss_name="img_loss", on_summary=[_summary_writer_callback(s) for s in signals],
+                        progress_desc=f"{len(signals)} images", step_hook=step_hook, show_progress=show_progress)
+    seconds = time.perf_counter() - started
+    return [finish_image(s, m, o, seconds / len(signals), d) for s, m, o, d in zip(signals, models, outcomes, run_dirs)]
+
+
+def batch_groups(signals: list[ImageSignal], run_dirs: list[Path], batch_images: int) -> list[list[int]]:
+    """Indices of images to fit together: same size, at most batch_images per group. An image
+    with a one-by-one resume point is fitted alone; images with batched resume points go with
+    those that saved the same epoch (their old group)."""
+    keys = []
+    for signal, run_dir in zip(signals, run_dirs):
+        ckpt = run_dir / CHECKPOINT_DIR
+        if (ckpt / RESUME_FILE).is_file():
+            keys.append(("alone", str(run_dir)))
+        elif (ckpt / BATCH_RESUME_FILE).is_file():
+            keys.append((signal.image.shape, "resume", load_checkpoint(ckpt / BATCH_RESUME_FILE)["epoch"]))
+        else:
+            keys.append((signal.image.shape, "fresh"))
+    groups: dict = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    result = []
+    for key, members in groups.items():
+        size = len(members) if key[1:2] == ("resume",) else max(1, batch_images)
+        result.extend(members[i:i + size] for i in range(0, len(members), size))
+    return sorted(result)
 
 
 def check_images(images: list[Path], downscaling_factor: int) -> None:
@@ -153,20 +217,38 @@ def run_overfit(flag_values: dict, *, step_hook=None, show_progress: bool = True
     exp_dir.mkdir(parents=True, exist_ok=True)
     save_flags(exp_dir / "FLAGS.yml", flag_values)
     print(f"experiment: {exp_dir} ({len(images)} images, device {device})")
+    pending = []
     for path in images:
-        run_dir = exp_dir / path.stem
-        if is_finished(run_dir):
+        if is_finished(exp_dir / path.stem):
             print(f"{path.stem}: already fitted, skipped")
-            continue
-        signal = image_signal(path, flag_values["downscaling_factor"], device)
-        model_cfg = model_config_for(flag_values, signal.channels)
-        train_cfg = train_config_for(flag_values, signal.coords.shape[0])
-        result = fit_image(signal, model_cfg, train_cfg, run_dir, device, step_hook=step_hook,
-                           show_progress=show_progress)
-        note = "  DIVERGED (best state kept)" if result["diverged"] else ""
-        print(f"{path.stem}: {signal.height}x{signal.width} PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}, "
-              f"MS-SSIM {result['ms_ssim']:.4f}, {result['epochs_run']} epochs, "
-              f"{result['steps_per_second']:.1f} steps/s{note}")
+        else:
+            pending.append(path)
+    batch_images = int(flag_values.get("batch_images", 1))
+    signals = None
+    if batch_images <= 1:
+        groups = [[i] for i in range(len(pending))]
+    else:  # grouping needs every image's size: load them all once, here
+        signals = [image_signal(p, flag_values["downscaling_factor"], device) for p in pending]
+        groups = batch_groups(signals, [exp_dir / p.stem for p in pending], batch_images)
+    for group in groups:
+        group_signals = ([signals[i] for i in group] if signals is not None else
+                         [image_signal(pending[group[0]], flag_values["downscaling_factor"], device)])
+        first = group_signals[0]
+        model_cfg = model_config_for(flag_values, first.channels)
+        train_cfg = train_config_for(flag_values, first.coords.shape[0])
+        run_dirs = [exp_dir / pending[i].stem for i in group]
+        if len(group) == 1:
+            results = [fit_image(first, model_cfg, train_cfg, run_dirs[0], device, step_hook=step_hook,
+                                 show_progress=show_progress)]
+        else:
+            results = fit_images_batched(group_signals, model_cfg, train_cfg, run_dirs, device, step_hook=step_hook,
+                                         show_progress=show_progress)
+        for signal, result in zip(group_signals, results):
+            note = "  DIVERGED (best state kept)" if result["diverged"] else ""
+            print(f"{signal.name}: {result['height']}x{result['width']} PSNR {result['psnr']:.2f} dB, "
+                  f"SSIM {result['ssim']:.4f}, MS-SSIM {result['ms_ssim']:.4f}, {result['epochs_run']} epochs, "
+                  f"{result['steps_per_second']:.1f} steps/s{' (' + str(len(group)) + ' at once)' if len(group) > 1 else ''}"
+                  f"{note}")
     summary = aggregate_results(exp_dir)
     print(f"{summary['num_images']} images: mean PSNR {summary['avg_psnr']:.2f} dB -> {exp_dir / RESULT_FILE}")
     return exp_dir

@@ -105,6 +105,22 @@ def mlp_forward(features: torch.Tensor, weights: list[torch.Tensor], biases: lis
     return torch.nn.functional.linear(x, weights[-1], biases[-1])
 
 
+def stacked_mlp_forward(features: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
+                        activation: str) -> torch.Tensor:
+    """N networks of one architecture at once: weights (N, out, in), biases (N, out).
+
+    features: (P, in) shared by all networks (the same grid) or (N, P, in). Returns (N, P, out).
+    Network n computes exactly what mlp_forward computes with weights[k][n], biases[k][n].
+    """
+    act = activation_fn(activation)
+    x = features
+    for k, (w, b) in enumerate(zip(weights, biases)):
+        x = torch.baddbmm(b.unsqueeze(1), x.expand(w.shape[0], -1, -1) if x.dim() == 2 else x, w.transpose(1, 2))
+        if k < len(weights) - 1:
+            x = act(x)
+    return x
+
+
 class INR(nn.Module):
     """coordinates (..., in_features) in [-1, 1] -> values (..., out_features).
 

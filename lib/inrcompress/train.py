@@ -60,6 +60,22 @@ def load_checkpoint(path: Path, map_location="cpu"):
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
+def plateau_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    """The paper's schedule: halve the learning rate after `patience` steps without a 1e-4 relative gain."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=0.5, patience=cfg.patience, threshold=1e-4, threshold_mode="rel",
+        cooldown=0, min_lr=0, eps=1e-8)
+
+
+def write_final_checkpoints(ckpt_dir: Path, best_state: dict, losses: list[float], resume_file: str) -> None:
+    """model_best_.pth, the loss history, then model_final.pth (the "finished" marker, written last);
+    the resume point is removed."""
+    torch_save_atomic(best_state, ckpt_dir / BEST_FILE)
+    atomic_write_text(ckpt_dir / "train_losses_final.txt", "\n".join(f"{v:.10e}" for v in losses) + "\n")
+    torch_save_atomic(best_state, ckpt_dir / FINAL_FILE)
+    (ckpt_dir / resume_file).unlink(missing_ok=True)
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda when available, else cpu."""
     if name == "auto":
@@ -162,9 +178,7 @@ def fit(
     steps_per_epoch = math.ceil(n_points / batch_size)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=0.5, patience=cfg.patience, threshold=1e-4, threshold_mode="rel",
-        cooldown=0, min_lr=0, eps=1e-8)
+    scheduler = plateau_scheduler(optimizer, cfg)
 
     state = {"epoch": 0, "step": 0, "best_loss": math.inf, "best_epoch": -1, "losses": [],
              "best_state": copy.deepcopy(model.state_dict())}
@@ -284,13 +298,7 @@ def fit(
                       f"(epoch {state['best_epoch']}) and stopped")
     model.load_state_dict(state["best_state"])
     if ckpt_dir is not None:
-        final_state = model.state_dict()
-        torch_save_atomic(final_state, ckpt_dir / BEST_FILE)
-        atomic_write_text(ckpt_dir / "train_losses_final.txt",
-                          "\n".join(f"{v:.10e}" for v in state["losses"]) + "\n")
-        # model_final.pth marks the fit as finished (the paper's skip test); written last.
-        torch_save_atomic(final_state, ckpt_dir / FINAL_FILE)
-        (ckpt_dir / RESUME_FILE).unlink(missing_ok=True)
+        write_final_checkpoints(ckpt_dir, model.state_dict(), state["losses"], RESUME_FILE)
     return FitResult(best_loss=float(state["best_loss"]), best_epoch=int(state["best_epoch"]),
                      epochs_run=int(state["epoch"]), diverged=diverged, stopped_early=stopped_early,
                      resumed_from=resumed_from, losses=list(np.asarray(state["losses"], dtype=float)))

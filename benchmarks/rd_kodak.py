@@ -1,0 +1,83 @@
+"""Rate-distortion points of the basic pipeline on downscaled Kodak, through the real tools.
+
+For each width: overfitINR.py on the chosen images, then quantize_and_test.py at 7 and 8 bits with
+nearest rounding, AdaRound, and AdaRound + QAT, coded with the arithmetic coder and with brotli.
+Every number comes from the .inr files and their decoded images (results_*.json).
+
+    python benchmarks/rd_kodak.py --images kodim01 kodim04 kodim23 --factor 4 --widths 16 24 32 \
+        --epochs 2000 --out benchmarks/output/rd_kodak
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from inrcompress.compress import QuantConfig
+from inrcompress.tools.overfit_inr import main as overfit_main
+from inrcompress.tools.quantize_and_test import main as quantize_main
+
+VARIANTS = {
+    "nearest": ["--noadaround", "--noretrain"],
+    "adaround": ["--adaround", "--noretrain"],
+    "adaround+qat": ["--adaround", "--retrain"],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kodak", default="../shared/data/KODAK")
+    parser.add_argument("--images", nargs="+", default=["kodim01", "kodim04", "kodim23"])
+    parser.add_argument("--factor", type=int, default=4)
+    parser.add_argument("--widths", type=int, nargs="+", default=[16, 24, 32])
+    parser.add_argument("--bits", type=int, nargs="+", default=[7, 8])
+    parser.add_argument("--epochs", type=int, default=2000)
+    parser.add_argument("--retrain_lr", type=float, default=1e-6)
+    parser.add_argument("--out", default="benchmarks/output/rd_kodak")
+    parser.add_argument("--json", help="write all rows here")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    data = out / "data" / "SUBSET"
+    data.mkdir(parents=True, exist_ok=True)
+    for name in args.images:
+        shutil.copy(Path(args.kodak) / f"{name}.png", data / f"{name}.png")
+    common = [f"--data_root={out / 'data'}", "--dataset=SUBSET", f"--exp_root={out / 'exp'}"]
+    rows = []
+    for width in args.widths:
+        started = time.perf_counter()
+        assert overfit_main(common + [f"--epochs={args.epochs}", "--lr=0.0005", "--l1_reg=0.00001",
+                                      f"--downscaling_factor={args.factor}", f"--hidden_dims={width}",
+                                      "--steps_til_summary=1000", "--epochs_til_ckpt=1000"]) == 0
+        fit_seconds = time.perf_counter() - started
+        exp = next(p for p in (out / "exp").iterdir() if f"_hdims{width}_" in p.name and
+                   f"epochs{args.epochs}_" in p.name and p.name.startswith(f"SUBSET_{args.factor}x"))
+        fitted = json.loads((exp / "result.json").read_text())
+        for bits in args.bits:
+            for variant, switches in VARIANTS.items():
+                for code in ("arithmetic", "brotli"):
+                    assert quantize_main(common + [f"--exp_glob={exp.name}", f"--bitwidth={bits}", f"--code={code}",
+                                                   f"--retrain_lr={args.retrain_lr}", *switches]) == 0
+                    tag = QuantConfig(bitwidth=bits, adaround=variant != "nearest", retrain=variant == "adaround+qat",
+                                      retrain_lr=args.retrain_lr, code=code).tag
+                    result_file = exp / f"results_{code}_{tag}.json"
+                    r = json.loads(result_file.read_text())["results"]
+                    rows.append({"width": width, "bits": bits, "variant": variant, "code": code,
+                                 "bpp": r["bpp"], "bpp_payload": r["bpp_payload"], "psnr": r["psnr-rgb"],
+                                 "ms_ssim": r["ms-ssim-rgb"], "float_psnr": fitted["avg_psnr"],
+                                 "encode_s": r["encoding_time"], "decode_s": r["decoding_time"],
+                                 "fit_s_per_image": fit_seconds / len(args.images)})
+                    row = rows[-1]
+                    print(f"w{width:<4} {bits}b {variant:<13} {code:<10} bpp {row['bpp']:.4f} "
+                          f"(payload {row['bpp_payload']:.4f}) PSNR {row['psnr']:.2f} (float {row['float_psnr']:.2f}) "
+                          f"enc {row['encode_s']:.1f}s dec {row['decode_s']:.3f}s", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+import json
+
+import pytest
+import torch
+
+from inrcompress.batched import fit_many
+from inrcompress.config import ModelConfig, TrainConfig
+from inrcompress.data import coordinate_grid, image_to_values
+from inrcompress.nn import INR
+from inrcompress.tools.overfit_inr import main as overfit_main
+from inrcompress.train import fit
+
+from .conftest import photo_crop
+
+CFG = ModelConfig(hidden_dims=16, hidden_layers=2, ff_dims=8)
+
+
+def _signals(h=16, w=24):
+    return coordinate_grid((h, w)), [image_to_values(photo_crop(n, h, w)) for n in ("astronaut", "chelsea", "coffee")]
+
+
+def _models(n, seed=0):
+    models = []
+    for _ in range(n):
+        torch.manual_seed(seed)
+        models.append(INR(CFG))
+    return models
+
+
+@pytest.mark.parametrize("cfg", [
+    TrainConfig(epochs=60, lr=1e-3),
+    TrainConfig(epochs=60, lr=1e-3, l1_reg=1e-4, patience=3, warmup=5),
+])
+def test_batched_equals_one_by_one(cfg):
+    coords, values = _signals()
+    singles = _models(3)
+    single_results = [fit(m, coords, v, cfg, show_progress=False) for m, v in zip(singles, values)]
+    batched = _models(3)
+    batched_results = fit_many(batched, coords, values, cfg, [None] * 3, show_progress=False)
+    for a, b, ra, rb in zip(singles, batched, single_results, batched_results):
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            assert torch.allclose(pa, pb, atol=2e-5), (pa - pb).abs().max()
+        assert ra.best_epoch == rb.best_epoch and ra.epochs_run == rb.epochs_run
+        assert rb.losses == pytest.approx(ra.losses, rel=1e-4)
+
+
+def test_one_image_diverging_leaves_the_others_alone():
+    coords, values = _signals()
+    cfg = TrainConfig(epochs=40, lr=1e-3)
+    batched = _models(3)
+    reference = _models(3)
+    ref_results = [fit(m, coords, v, cfg, show_progress=False) for m, v in zip(reference, values)]
+
+    # Poison image 1 through its target: an infinite value makes only its loss non-finite.
+    values = [v.clone() for v in values]
+    values[1][0, 0] = float("inf")
+    with pytest.warns(UserWarning, match="image 1: non-finite"):
+        results = fit_many(batched, coords, values, cfg, [None] * 3, show_progress=False)
+    assert [r.diverged for r in results] == [False, True, False]
+    for k in (0, 2):
+        for pa, pb in zip(reference[k].parameters(), batched[k].parameters()):
+            assert torch.allclose(pa, pb, atol=2e-5)
+        assert results[k].epochs_run == ref_results[k].epochs_run
+    assert all(torch.isfinite(p).all() for p in batched[1].parameters())
+
+
+def test_batched_resume_gives_the_uninterrupted_result(tmp_path):
+    coords, values = _signals()
+    cfg = TrainConfig(epochs=50, lr=1e-3, epochs_til_ckpt=20)
+    straight = _models(3)
+    fit_many(straight, coords, values, cfg, [tmp_path / f"s{n}" for n in range(3)], show_progress=False)
+
+    def interrupt(step):
+        if step == 30:
+            raise KeyboardInterrupt
+
+    dirs = [tmp_path / f"r{n}" for n in range(3)]
+    with pytest.raises(KeyboardInterrupt):
+        fit_many(_models(3), coords, values, cfg, dirs, step_hook=interrupt, show_progress=False)
+    resumed = _models(3, seed=99)
+    results = fit_many(resumed, coords, values, cfg, dirs, show_progress=False)
+    assert results[0].resumed_from == 20 and results[0].epochs_run == 50
+    for a, b in zip(straight, resumed):
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            assert torch.equal(pa, pb)
+    for d in dirs:
+        assert (d / "checkpoints" / "model_final.pth").is_file()
+        assert not (d / "checkpoints" / "model_current_batched.pth").exists()
+
+
+def test_overfit_tool_batches_images_of_one_size(tiny_dataset, tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(photo_crop("coffee", 32, 48)).save(tiny_dataset / "TINY" / "coffee.png")
+    args = [f"--data_root={tiny_dataset}", "--dataset=TINY", f"--exp_root={tmp_path / 'exp'}", "--epochs=40",
+            "--hidden_dims=16", "--hidden_layers=2", "--device=cpu", "--batch_images=8"]
+    assert overfit_main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("(2 at once)") == 2  # astronaut and coffee (32x48) together, chelsea (30x40) alone
+    exp = next((tmp_path / "exp").iterdir())
+    summary = json.loads((exp / "result.json").read_text())
+    assert summary["num_images"] == 3
+    one_by_one = tmp_path / "exp1"
+    assert overfit_main(args[:2] + [f"--exp_root={one_by_one}"] + args[3:-1]) == 0
+    single = json.loads((next(one_by_one.iterdir()) / "result.json").read_text())
+    for name in ("astronaut", "coffee", "chelsea"):
+        assert summary["psnr"][name] == pytest.approx(single["psnr"][name], abs=1e-3)
