@@ -7,7 +7,11 @@ Paths measured (each a full forward + backward + Adam step over the whole image)
   compiled   cached + torch.compile of the MLP (the default for images of >= 65536 pixels)
   amp        compiled + float16 autocast (CUDA only; changes results slightly)
 
+With --batched K1 K2 ...: images per hour at a fixed step count when K images of one size are fitted
+at once (batched.fit_many) against one by one (train.fit), on the first landscape Kodak images.
+
     python benchmarks/fit_speed.py --image ../shared/data/KODAK/kodim01.png --widths 32 64 128 --factors 1 4
+    python benchmarks/fit_speed.py --batched 1 4 18 --factors 4 --widths 32 --steps 50
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from inrcompress.config import ModelConfig, TrainConfig
 from inrcompress.data import coordinate_grid, image_to_values, load_image
 from inrcompress.nn import INR
@@ -80,6 +83,51 @@ def time_fit(model: INR, coords, values, steps: int, compiled: bool, amp: bool, 
     return (time.perf_counter() - start) / steps
 
 
+def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], steps: int, device,
+                       compiled: bool) -> list[dict]:
+    """Images per hour at `steps` steps: K images at once vs the same K one by one."""
+    from inrcompress.batched import fit_many
+
+    images = []
+    for path in sorted(kodak.glob("kodim*.png")):
+        image = load_image(path, factor)
+        if image.shape[1] > image.shape[0]:
+            images.append(image)
+    coords = coordinate_grid(images[0].shape[:2]).to(device)
+    cfg = TrainConfig(epochs=steps, lr=1e-4, compile=compiled)
+    warm = TrainConfig(epochs=2, lr=1e-4, compile=compiled)
+    rows = []
+    for count in counts:
+        values = [image_to_values(im).to(device) for im in images[:count]]
+        count = len(values)
+
+        def models(count=count):
+            torch.manual_seed(0)
+            return [INR(ModelConfig(hidden_dims=width, ff_dims=16)).to(device) for _ in range(count)]
+
+        fit_many(models(), coords, values, warm, [None] * count, show_progress=False)
+        sync(device)
+        start = time.perf_counter()
+        fit_many(models(), coords, values, cfg, [None] * count, show_progress=False)
+        sync(device)
+        batched = time.perf_counter() - start
+        fit(models()[0], coords, values[0], warm, show_progress=False)
+        sync(device)
+        start = time.perf_counter()
+        for model, v in zip(models(), values):
+            fit(model, coords, v, cfg, show_progress=False)
+        sync(device)
+        single = time.perf_counter() - start
+        rows.append({"images": count, "pixels": coords.shape[0], "width": width, "steps": steps,
+                     "batched_images_per_hour": count * 3600 / batched,
+                     "one_by_one_images_per_hour": count * 3600 / single, "speedup": single / batched})
+        r = rows[-1]
+        print(f"{count:>3} images {coords.shape[0]:>7} px w{width}: batched {r['batched_images_per_hour']:>9.0f} img/h, "
+              f"one by one {r['one_by_one_images_per_hour']:>9.0f} img/h at {steps} steps -> {r['speedup']:.2f}x",
+              flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default="../shared/data/KODAK/kodim01.png")
@@ -89,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--batched", type=int, nargs="+", help="measure batched fitting of this many images")
+    parser.add_argument("--kodak", default="../shared/data/KODAK")
+    parser.add_argument("--compile", action="store_true", help="compile the batched and one-by-one steps")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -96,6 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device {device} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"float32 matmul {gflops:.0f} GFLOP/s")
+    if args.batched:
+        rows = []
+        for factor in args.factors:
+            for width in args.widths:
+                rows += batched_throughput(Path(args.kodak), factor, width, args.batched, args.steps, device,
+                                           args.compile)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"device": name, "batched": rows}, indent=2))
+        return 0
     rows = []
     header = f"{'factor':>6} {'pixels':>8} {'width':>5} {'path':>9} {'s/step':>8} {'steps/s':>8} " \
              f"{'Mpix-steps/s':>12} {'GFLOP/s':>8} {'roofline':>8} {'vs eager':>8}"

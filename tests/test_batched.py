@@ -2,7 +2,6 @@ import json
 
 import pytest
 import torch
-
 from inrcompress.batched import fit_many
 from inrcompress.config import ModelConfig, TrainConfig
 from inrcompress.data import coordinate_grid, image_to_values

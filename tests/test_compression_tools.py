@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
-
 from inrcompress.metrics import psnr
 from inrcompress.tools.decode import main as decode_main
 from inrcompress.tools.encode import main as encode_main
 from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.tools.quantize_and_test import main as quantize_main
+from PIL import Image
 
 QUICK_QUANT = ["--adaround_iterations=20", "--retrain_epochs=5"]
 
@@ -84,7 +83,7 @@ def test_quantize_error_paths(fitted, tmp_path, capsys):
     assert quantize_main([f"--exp_root={tmp_path / 'none'}"]) == 2
     assert "experiment root not found" in capsys.readouterr().err
     assert _quantize(data_root, exp_root, "--exp_glob=nomatch*") == 2
-    assert "no experiment folder" in capsys.readouterr().err
+    assert "no image experiment folder" in capsys.readouterr().err
     assert _quantize(data_root, exp_root, "--bitwidth=0") == 2
     assert "bitwidth" in capsys.readouterr().err
     (data_root / "TINY" / "chelsea.jpg").unlink()

@@ -1,10 +1,10 @@
 import pytest
-
 from inrcompress.config import basic_experiment_name, load_flags, save_flags, shape_experiment_name
 from inrcompress.errors import InrError
 
-PAPER_FLAGS = dict(dataset="KODAK", downscaling_factor=1, epochs=25000, lr=0.0005, ff_dims=16, hidden_dims=32,
-                   hidden_layers=3, encoding="nerf", activation="sine", l1_reg=1e-05, encoding_scale=1.4)
+PAPER_FLAGS = {"dataset": "KODAK", "downscaling_factor": 1, "epochs": 25000, "lr": 0.0005, "ff_dims": 16,
+               "hidden_dims": 32, "hidden_layers": 3, "encoding": "nerf", "activation": "sine", "l1_reg": 1e-05,
+               "encoding_scale": 1.4}
 
 
 def test_folder_name_matches_the_paper():

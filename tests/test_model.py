@@ -2,11 +2,10 @@ import math
 
 import pytest
 import torch
-from torch.func import functional_call
-
 from inrcompress.config import ModelConfig
 from inrcompress.data import coordinate_grid
 from inrcompress.nn import INR, GaussianEncoding, NerfEncoding, PositionalEncoding, count_parameters
+from torch.func import functional_call
 
 
 def test_coordinate_grid_is_row_then_column_in_unit_range():

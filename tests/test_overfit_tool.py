@@ -3,7 +3,6 @@ import json
 import pytest
 import torch
 import yaml
-
 from inrcompress.tools.overfit_inr import main as overfit_main
 
 EXP = "TINY_1x_epochs60_lr0.0005_ffdims_16_hdims16_hlayer2_nerf_sine_enc_scale1.4"
@@ -71,7 +70,7 @@ def test_interrupted_run_resumes(tiny_dataset, tmp_path, capsys):
 
 def test_nan_is_marked_and_the_run_goes_on(tiny_dataset, tmp_path, capsys):
     exp_root = tmp_path / "exp"
-    import inrcompress.images as images
+    from inrcompress import images
 
     calls = {"n": 0}
     original = images.fit

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from inrcompress.config import ModelConfig, TrainConfig
 from inrcompress.data import coordinate_grid, image_to_values
 from inrcompress.nn import INR
@@ -57,7 +56,7 @@ def test_l1_term_and_reference_shrink_weights_toward_the_reference():
         show_progress=False)
     plain = _model(seed=1)
     fit(plain, coords, values, TrainConfig(epochs=50, lr=1e-3), show_progress=False)
-    dist = lambda m: sum((p - reference[n]).abs().sum().item() for n, p in m.named_parameters())  # noqa: E731
+    dist = lambda m: sum((p - reference[n]).abs().sum().item() for n, p in m.named_parameters())
     assert dist(model) < dist(plain)
 
 

@@ -23,8 +23,16 @@ import torch
 
 from .config import TrainConfig
 from .nn import INR, stacked_mlp_forward
-from .train import (CHECKPOINT_DIR, DEFAULT_CPU_CHUNK_ROWS, FitResult, _compiler_available, load_checkpoint,
-                    plateau_scheduler, torch_save_atomic, write_final_checkpoints)
+from .train import (
+    CHECKPOINT_DIR,
+    DEFAULT_CPU_CHUNK_ROWS,
+    FitResult,
+    _compiler_available,
+    load_checkpoint,
+    plateau_scheduler,
+    torch_save_atomic,
+    write_final_checkpoints,
+)
 
 BATCH_RESUME_FILE = "model_current_batched.pth"
 ADAM_BETAS = (0.9, 0.999)
@@ -190,7 +198,7 @@ def fit_many(
                 data_loss += part.detach()
             l1 = None
             if cfg.l1_reg > 0:
-                dims = lambda t: tuple(range(1, t.dim()))  # noqa: E731
+                dims = lambda t: tuple(range(1, t.dim()))
                 l1 = cfg.l1_reg * sum(((p - refs[k]) if refs is not None else p).abs().sum(dim=dims(p))
                                       for k, p in enumerate(params))
                 l1.sum().backward()

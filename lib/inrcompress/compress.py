@@ -53,7 +53,7 @@ class QuantConfig:
         return name
 
     @classmethod
-    def from_flags(cls, flags: dict) -> "QuantConfig":
+    def from_flags(cls, flags: dict) -> QuantConfig:
         return cls(**{k: flags[k] for k in cls.__dataclass_fields__ if k in flags})
 
 

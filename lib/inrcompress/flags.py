@@ -76,6 +76,9 @@ def define_maml(fv: flags.FlagValues, *, training: bool = False) -> None:
                              "Outer steps between validations (paper: 500); the LR schedule and the kept best "
                              "state follow the validation loss. Also validated at the start and the end.",
                              lower_bound=1, flag_values=fv)
+        flags.DEFINE_bool("maml_vmap", False,
+                          "Run a meta-batch as one torch.func.vmap computation instead of a loop over its images "
+                          "(the loop was faster on CPU; same gradients).", flag_values=fv)
 
 
 def define_overfitting(fv: flags.FlagValues, *, dataset: str | None = "KODAK", epochs: int = 10000,

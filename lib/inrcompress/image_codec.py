@@ -33,7 +33,7 @@ MAML_INIT_FILE = "model_maml.pth"
 def measure_decoded(data: bytes, original: np.ndarray, reference=None) -> dict:
     """Decode .inr bytes and measure them against the original uint8 image: bpp and quality."""
     started = time.perf_counter()
-    header, decoded = decode_image(data, reference)
+    _, decoded = decode_image(data, reference)
     decode_seconds = time.perf_counter() - started
     if decoded.shape != original.shape:
         raise InrError(f"decoded image is {decoded.shape}, the original {original.shape}")
@@ -75,12 +75,18 @@ def load_reference(exp_dir: Path) -> dict[str, torch.Tensor] | None:
     return load_checkpoint(path) if path.is_file() else None
 
 
-def experiment_folders(exp_root: Path, pattern: str) -> list[Path]:
+def experiment_folders(exp_root: Path, pattern: str, modality: str | None = None) -> list[Path]:
+    """Experiment folders (holding a FLAGS.yml) under exp_root matching the glob; with `modality`
+    ("image" or "shape") only those of that kind (shape experiments have samples_per_shape)."""
     if not exp_root.is_dir():
         raise InrError(f"experiment root not found: {exp_root}")
     folders = sorted(p for p in exp_root.glob(pattern) if (p / "FLAGS.yml").is_file())
+    if modality is not None:
+        folders = [p for p in folders
+                   if ("samples_per_shape" in load_flags(p / "FLAGS.yml")) == (modality == "shape")]
     if not folders:
-        raise InrError(f"no experiment folder (with a FLAGS.yml) matches {exp_root / pattern}")
+        kind = f"{modality} " if modality else ""
+        raise InrError(f"no {kind}experiment folder (with a FLAGS.yml) matches {exp_root / pattern}")
     return folders
 
 
@@ -158,7 +164,7 @@ def run_quantize_and_test(flag_values: dict, progress: bool = True) -> list[dict
     from tqdm.auto import tqdm
 
     qcfg = QuantConfig.from_flags(flag_values)
-    folders = experiment_folders(Path(flag_values["exp_root"]), flag_values["exp_glob"])
+    folders = experiment_folders(Path(flag_values["exp_root"]), flag_values["exp_glob"], modality="image")
     quant_keys = ("bitwidth", "adaround", "adaround_iterations", "adaround_reg", "retrain", "retrain_epochs",
                   "retrain_lr", "code")
     quant_flags = {k: flag_values[k] for k in quant_keys}

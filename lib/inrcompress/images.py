@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .batched import BATCH_RESUME_FILE, fit_many
 from .config import ModelConfig, TrainConfig, atomic_write_text, basic_experiment_name, save_flags
 from .data import (
     coordinate_grid,
@@ -30,7 +31,6 @@ from .data import (
 )
 from .errors import InrError
 from .metrics import image_metrics
-from .batched import BATCH_RESUME_FILE, fit_many
 from .nn import INR, count_parameters
 from .train import CHECKPOINT_DIR, COMPILE_MIN_POINTS, FINAL_FILE, RESUME_FILE, fit, load_checkpoint, resolve_device
 
