@@ -106,8 +106,8 @@ def fit_many(
     if any(m.cfg != models[0].cfg for m in models):
         raise ValueError("fit_many needs models of one architecture")
     device = next(models[0].parameters()).device
-    if chunk_rows == -1:
-        chunk_rows = DEFAULT_CPU_CHUNK_ROWS if device.type == "cpu" else None
+    if chunk_rows == -1:  # the same activation block per chunk as one image's 8192 rows
+        chunk_rows = max(256, DEFAULT_CPU_CHUNK_ROWS // n_models) if device.type == "cpu" else None
     use_compile = cfg.compile and (device.type != "cpu" or _compiler_available())
     forward = _stacked_forward(use_compile)
     activation = models[0].cfg.activation
