@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         except CorruptFileError as e:
             raise CorruptFileError(f"{opts.input}: {e}") from None
         save_png(opts.output, picture)
-        print(f"{opts.output}: {header.width}x{header.height}, {len(data)} bytes, "
+        print(f"{opts.output}: {picture.shape[1]}x{picture.shape[0]}, {len(data)} bytes, "
               f"{8 * len(data) / (header.width * header.height):.4f} bpp, "
               f"decoded in {time.perf_counter() - started:.2f} s")
     return run_tool(body, argv)

@@ -1,0 +1,25 @@
+"""trainMetaSiren.py: meta-learn an INR initialization and inner-loop learning rates (MAML)."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from .. import flags as inr_flags
+from ..meta import train_meta
+
+
+def build_flags() -> flags.FlagValues:
+    fv = flags.FlagValues()
+    inr_flags.define_general(fv)
+    inr_flags.define_maml(fv, training=True)
+    inr_flags.define_architecture(fv, hidden_dims=32, ff_dims=16)
+    inr_flags.define_downscaling(fv)
+    return fv
+
+
+def main(argv: list[str] | None = None, **hooks) -> int:
+    def body(args):
+        fv = build_flags()
+        inr_flags.parse(fv, args, "trainMetaSiren.py")
+        train_meta(inr_flags.values(fv), **hooks)
+    return inr_flags.run_tool(body, argv)
