@@ -382,7 +382,7 @@ def _div2k(root: Path, factor: int) -> tuple[MetaImages, MetaImages]:
     for split, sub in (("train", "DIV2K_train_HR"), ("val", "DIV2K_valid_HR")):
         folder = root / sub
         if not folder.is_dir():
-            raise InrError(f"DIV2K folder not found: {folder} (data/download_div2k.sh fetches it)")
+            raise InrError(f"DIV2K folder not found: {folder} (python data/download_div2k.py fetches it)")
         paths = _images_in(folder)
         if not paths:
             raise InrError(f"no images in {folder}")

@@ -57,15 +57,16 @@ def ms_ssim(pred: np.ndarray, target: np.ndarray) -> tuple[float, int]:
     scales = ms_ssim_scales(*pred.shape[:2])
     if scales == 0:
         return float("nan"), 0
-    a = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float64)).permute(2, 0, 1)[None]
-    b = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float64)).permute(2, 0, 1)[None]
+    # float32: 7x faster than float64 on a Kodak image, and far more precise than the 4 digits reported.
+    a = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32)).permute(2, 0, 1)[None]
+    b = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).permute(2, 0, 1)[None]
     with torch.no_grad():
         if scales == len(MS_SSIM_WEIGHTS):
             return float(_ms_ssim(a, b, data_range=1.0, win_size=MS_SSIM_WINDOW)), scales
         # pytorch-msssim refuses fewer than five scales; the same computation with fewer levels.
-        weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], dtype=torch.float64)
+        weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], dtype=torch.float32)
         weights = weights / weights.sum()
-        win = _fspecial_gauss_1d(MS_SSIM_WINDOW, 1.5).to(torch.float64).repeat([a.shape[1], 1, 1, 1])
+        win = _fspecial_gauss_1d(MS_SSIM_WINDOW, 1.5).repeat([a.shape[1], 1, 1, 1])
         factors = []
         for level in range(scales):
             ssim_per_channel, cs = _ssim(a, b, win=win, data_range=1.0, size_average=False,
