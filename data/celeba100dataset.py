@@ -17,7 +17,6 @@ stores it as PNG: the JPEG version is a lossy copy, so results on it are not the
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -30,14 +29,14 @@ try:
 except ImportError:  # not installed: use the package of this checkout
     sys.path.insert(0, str(HERE.parent / "lib"))
 
-from inrcompress.download import make_readable, run_main
+from inrcompress.download import ScriptParser, make_readable, run_script
 from inrcompress.errors import InrError
 
 IMAGE_FOLDERS = ("img_align_celeba_png", "img_align_celeba")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="celeba100dataset.py", description=__doc__.splitlines()[0])
+    parser = ScriptParser("celeba100dataset.py", __doc__)
     parser.add_argument("--celeba_dir", default=str(HERE / "CelebA"),
                         help="img_align_celeba_png, or a folder holding it (default: %(default)s)")
     parser.add_argument("--list", default=str(HERE / "CelebA100.csv"),
@@ -46,6 +45,10 @@ def parse_args(argv):
     parser.add_argument("--allow_jpg", action="store_true",
                         help="use <id>.jpg (converted to PNG) where <id>.png is missing; not the paper's data")
     return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(parse_args, argv, extract)
 
 
 def read_list(path: Path) -> list[str]:
@@ -120,35 +123,29 @@ def _same_file(a: Path, b: Path) -> bool:
                 return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    def body():
-        try:
-            opts = parse_args(argv)
-        except SystemExit as e:
-            return e.code
-        names = read_list(Path(opts.list))
-        folders = image_folders(Path(opts.celeba_dir))
-        sources = {name: find_source(name, folders, opts.allow_jpg) for name in names}
-        missing = [name for name, (path, _) in sources.items() if path is None]
-        if missing:
-            raise InrError(f"{len(missing)} of the {len(names)} listed images are not in {opts.celeba_dir} "
-                           f"(first: {missing[0]}); it must hold img_align_celeba_png (the PNG version)"
-                           f"{'' if opts.allow_jpg else ', or pass --allow_jpg for the JPEG version'}")
-        out = Path(opts.out)
-        out.mkdir(parents=True, exist_ok=True)
-        copied = skipped = converted = 0
-        for name, (source, convert) in sources.items():
-            target = out / (Path(name).stem + ".png")
-            if not convert and target.is_file() and _same_file(source, target):
-                skipped += 1
-                continue
-            _write_atomic(target, source, convert)
-            copied += 1
-            converted += convert
-        note = f", {converted} converted from JPEG (not the paper's PNG data)" if converted else ""
-        print(f"{out}: {len(names)} images ({copied} written, {skipped} already there{note})")
-        return 0
-    return run_main(body)
+def extract(opts) -> int:
+    names = read_list(Path(opts.list))
+    folders = image_folders(Path(opts.celeba_dir))
+    sources = {name: find_source(name, folders, opts.allow_jpg) for name in names}
+    missing = [name for name, (path, _) in sources.items() if path is None]
+    if missing:
+        raise InrError(f"{len(missing)} of the {len(names)} listed images are not in {opts.celeba_dir} "
+                       f"(first: {missing[0]}); it must hold img_align_celeba_png (the PNG version)"
+                       f"{'' if opts.allow_jpg else ', or pass --allow_jpg for the JPEG version'}")
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    copied = skipped = converted = 0
+    for name, (source, convert) in sources.items():
+        target = out / (Path(name).stem + ".png")
+        if not convert and target.is_file() and _same_file(source, target):
+            skipped += 1
+            continue
+        _write_atomic(target, source, convert)
+        copied += 1
+        converted += convert
+    note = f", {converted} converted from JPEG (not the paper's PNG data)" if converted else ""
+    print(f"{out}: {len(names)} images ({copied} written, {skipped} already there{note})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ download resumes where it stopped (run the same command again). Runs from any wo
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import zipfile
@@ -28,7 +27,7 @@ try:
 except ImportError:  # not installed: use the package of this checkout
     sys.path.insert(0, str(HERE.parent / "lib"))
 
-from inrcompress.download import download, read_sha256sums, run_main
+from inrcompress.download import ScriptParser, download, read_sha256sums, run_script
 from inrcompress.errors import InrError
 
 BASE_URL = "http://data.vision.ee.ethz.ch/cvl/DIV2K/"
@@ -42,22 +41,20 @@ SPLITS = {
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="download_div2k.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--data_root", default=str(HERE),
-                        help="folder that receives DIV2K/ (default: the folder of this script)")
+    parser = ScriptParser("download_div2k.py", __doc__, data_root=HERE, receives="DIV2K")
     parser.add_argument("--base_url", default=BASE_URL, help="where the zips are (default: %(default)s)")
     parser.add_argument("--splits", nargs="+", choices=sorted(SPLITS), default=sorted(SPLITS),
                         help="which parts (default: both)")
-    parser.add_argument("--checksums", metavar="FILE",
-                        help="a sha256sum listing of the zips to verify against instead of the built-in "
-                             "values (sizes and image counts are then not checked)")
-    parser.add_argument("--no_verify", action="store_true",
-                        help="do not check the zips' SHA256/size (the CRCs of the members are still checked)")
+    parser.add_verify_args(checksums="a sha256sum listing of the zips to verify against instead of the built-in "
+                                     "values (sizes and image counts are then not checked)",
+                           no_verify="do not check the zips' SHA256/size (the CRCs of the members are still checked)")
     parser.add_argument("--keep_zip", action="store_true", help="keep the zips after unpacking")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
-    parser.add_argument("--retries", type=int, default=5, help="resumes of a transfer that broke off")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_transfer_args(retries=5)
     return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(parse_args, argv, fetch)
 
 
 def _png_count(folder: Path) -> int:
@@ -101,44 +98,38 @@ def unpack(zip_path: Path, split: str, root: Path) -> int:
     return count
 
 
-def main(argv: list[str] | None = None) -> int:
-    def body():
-        try:
-            opts = parse_args(argv)
-        except SystemExit as e:
-            return e.code
-        root = Path(opts.data_root) / "DIV2K"
-        root.mkdir(parents=True, exist_ok=True)
-        overrides = read_sha256sums(opts.checksums) if opts.checksums else None
-        base = opts.base_url if opts.base_url.endswith("/") else opts.base_url + "/"
-        for split in opts.splits:
-            zip_name, size, digest, images = SPLITS[split]
-            if overrides is not None:
-                if zip_name not in overrides:
-                    raise InrError(f"{opts.checksums} lists no {zip_name}")
-                size, digest, images = None, overrides[zip_name], None
-            if opts.no_verify:
-                size, digest = None, None
-            folder = root / split
-            done_marker = root / f".{split}.complete"
-            present = _png_count(folder)
-            recorded = int(done_marker.read_text() or -1) if done_marker.is_file() else None
-            if present and (present == recorded or (recorded is None and present == images)):
-                print(f"{folder}: present ({present} images), skipped")
-                continue
-            zip_path = download(base + zip_name, root / zip_name, sha256=digest, size=size,
-                                progress=not opts.no_progress, timeout=opts.timeout, retries=opts.retries)
-            print(f"unpacking {zip_path.name} ...", flush=True)
-            count = unpack(zip_path, split, root)
-            pngs = _png_count(folder)
-            if images is not None and pngs != images:
-                raise InrError(f"{folder} holds {pngs} PNGs after unpacking, expected {images}")
-            done_marker.write_text(str(pngs))
-            if not opts.keep_zip:
-                zip_path.unlink()
-            print(f"{folder}: {count} files ({pngs} PNGs)")
-        return 0
-    return run_main(body)
+def fetch(opts) -> int:
+    root = Path(opts.data_root) / "DIV2K"
+    root.mkdir(parents=True, exist_ok=True)
+    overrides = read_sha256sums(opts.checksums) if opts.checksums else None
+    base = opts.base_url if opts.base_url.endswith("/") else opts.base_url + "/"
+    for split in opts.splits:
+        zip_name, size, digest, images = SPLITS[split]
+        if overrides is not None:
+            if zip_name not in overrides:
+                raise InrError(f"{opts.checksums} lists no {zip_name}")
+            size, digest, images = None, overrides[zip_name], None
+        if opts.no_verify:
+            size, digest = None, None
+        folder = root / split
+        done_marker = root / f".{split}.complete"
+        present = _png_count(folder)
+        recorded = int(done_marker.read_text() or -1) if done_marker.is_file() else None
+        if present and (present == recorded or (recorded is None and present == images)):
+            print(f"{folder}: present ({present} images), skipped")
+            continue
+        zip_path = download(base + zip_name, root / zip_name, sha256=digest, size=size,
+                            progress=not opts.no_progress, timeout=opts.timeout, retries=opts.retries)
+        print(f"unpacking {zip_path.name} ...", flush=True)
+        count = unpack(zip_path, split, root)
+        pngs = _png_count(folder)
+        if images is not None and pngs != images:
+            raise InrError(f"{folder} holds {pngs} PNGs after unpacking, expected {images}")
+        done_marker.write_text(str(pngs))
+        if not opts.keep_zip:
+            zip_path.unlink()
+        print(f"{folder}: {count} files ({pngs} PNGs)")
+    return 0
 
 
 if __name__ == "__main__":

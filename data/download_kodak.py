@@ -12,7 +12,6 @@ final name only once it is complete and verified. Runs from any working director
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ try:
 except ImportError:  # not installed: use the package of this checkout
     sys.path.insert(0, str(HERE.parent / "lib"))
 
-from inrcompress.download import download, read_sha256sums, run_main
+from inrcompress.download import ScriptParser, download, read_sha256sums, run_script
 from inrcompress.errors import InrError
 
 BASE_URL = "http://r0k.us/graphics/kodak/kodak/"
@@ -56,49 +55,41 @@ KODAK = [
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="download_kodak.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--data_root", default=str(HERE),
-                        help="folder that receives KODAK/ (default: the folder of this script)")
+    parser = ScriptParser("download_kodak.py", __doc__, data_root=HERE, receives="KODAK")
     parser.add_argument("--base_url", default=BASE_URL, help="where kodimNN.png are (default: %(default)s)")
     parser.add_argument("--images", nargs="+", metavar="NAME",
                         help="only these images (kodim01 or kodim01.png ...); default: all 24")
-    parser.add_argument("--checksums", metavar="FILE",
-                        help="a sha256sum listing to verify against instead of the built-in table "
-                             "(sizes are then not checked)")
-    parser.add_argument("--no_verify", action="store_true",
-                        help="do not check SHA256/size (only that each transfer was complete)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
-    parser.add_argument("--retries", type=int, default=3, help="resumes of a transfer that broke off")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_verify_args(checksums="a sha256sum listing to verify against instead of the built-in table "
+                                     "(sizes are then not checked)",
+                           no_verify="do not check SHA256/size (only that each transfer was complete)")
+    parser.add_transfer_args(retries=3)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    def body():
-        try:
-            opts = parse_args(argv)
-        except SystemExit as e:
-            return e.code
-        if opts.checksums:
-            table = [(name, None, digest) for name, digest in read_sha256sums(opts.checksums).items()]
-        else:
-            table = list(KODAK)
-        if opts.images:
-            wanted = {n if n.endswith(".png") else f"{n}.png" for n in opts.images}
-            unknown = sorted(wanted - {name for name, _, _ in table})
-            if unknown:
-                raise InrError(f"not a Kodak image of the checksum table: {', '.join(unknown)}")
-            table = [row for row in table if row[0] in wanted]
-        folder = Path(opts.data_root) / "KODAK"
-        base = opts.base_url if opts.base_url.endswith("/") else opts.base_url + "/"
-        for number, (name, size, digest) in enumerate(table, 1):
-            print(f"[{number}/{len(table)}] {name}", flush=True)
-            download(base + name, folder / name, sha256=None if opts.no_verify else digest,
-                     size=None if opts.no_verify else size, progress=not opts.no_progress,
-                     timeout=opts.timeout, retries=opts.retries, quiet=True)
-        print(f"{folder}: {len(table)} images{'' if opts.no_verify else ', all verified (size and SHA256)'}")
-        return 0
-    return run_main(body)
+    return run_script(parse_args, argv, fetch)
+
+
+def fetch(opts) -> int:
+    if opts.checksums:
+        table = [(name, None, digest) for name, digest in read_sha256sums(opts.checksums).items()]
+    else:
+        table = list(KODAK)
+    if opts.images:
+        wanted = {n if n.endswith(".png") else f"{n}.png" for n in opts.images}
+        unknown = sorted(wanted - {name for name, _, _ in table})
+        if unknown:
+            raise InrError(f"not a Kodak image of the checksum table: {', '.join(unknown)}")
+        table = [row for row in table if row[0] in wanted]
+    folder = Path(opts.data_root) / "KODAK"
+    base = opts.base_url if opts.base_url.endswith("/") else opts.base_url + "/"
+    for number, (name, size, digest) in enumerate(table, 1):
+        print(f"[{number}/{len(table)}] {name}", flush=True)
+        download(base + name, folder / name, sha256=None if opts.no_verify else digest,
+                 size=None if opts.no_verify else size, progress=not opts.no_progress,
+                 timeout=opts.timeout, retries=opts.retries, quiet=True)
+    print(f"{folder}: {len(table)} images{'' if opts.no_verify else ', all verified (size and SHA256)'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ uses ships normalized with the paper's repository (data/armadillo/armadillo_norm
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -29,7 +28,7 @@ try:
 except ImportError:  # not installed: use the package of this checkout
     sys.path.insert(0, str(HERE.parent / "lib"))
 
-from inrcompress.download import download, make_readable, run_main, verify_file
+from inrcompress.download import ScriptParser, download, make_readable, run_script, verify_file
 from inrcompress.errors import InrError
 
 BUNNY_URL = "http://graphics.stanford.edu/pub/3Dscanrep/bunny.tar.gz"
@@ -40,19 +39,20 @@ BUNNY_SHA256 = "b1acc63bece78444aa2e15bdcc72371a201279b98c6f5d4b74c993d02f0566fe
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="fetch_mesh.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--data_root", default=str(HERE),
-                        help="folder that receives stanford/ (default: the folder of this script)")
+    parser = ScriptParser("fetch_mesh.py", __doc__, data_root=HERE, receives="stanford")
     parser.add_argument("--url", default=BUNNY_URL, help="the bunny archive (default: %(default)s)")
     parser.add_argument("--from_file", metavar="PATH", help="a local bunny.tar.gz or bun_zipper.ply")
     parser.add_argument("--sha256", default=BUNNY_SHA256, help="expected SHA256 of bun_zipper.ply")
     parser.add_argument("--size", type=int, default=BUNNY_SIZE, help="expected size of bun_zipper.ply (bytes)")
-    parser.add_argument("--no_verify", action="store_true", help="do not check the mesh's size and SHA256")
+    parser.add_verify_args(no_verify="do not check the mesh's size and SHA256")
     parser.add_argument("--keep_archive", action="store_true", help="keep bunny.tar.gz")
     parser.add_argument("--no_normalize", action="store_true", help="only fetch the mesh")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_transfer_args()
     return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(parse_args, argv, fetch)
 
 
 def extract_member(archive: Path, target: Path) -> None:
@@ -86,48 +86,42 @@ def normalize(mesh: Path) -> int:
     return normalize_main(["--shape_glob", str(mesh)])
 
 
-def main(argv: list[str] | None = None) -> int:
-    def body():
-        try:
-            opts = parse_args(argv)
-        except SystemExit as e:
-            return e.code
-        folder = Path(opts.data_root) / "stanford"
-        folder.mkdir(parents=True, exist_ok=True)
-        mesh = folder / "bunny.ply"
-        sha, size = (None, None) if opts.no_verify else (opts.sha256, opts.size)
-        if mesh.is_file():
-            verify_file(mesh, sha256=sha, size=size)
-            print(f"{mesh}: present and verified")
+def fetch(opts) -> int:
+    folder = Path(opts.data_root) / "stanford"
+    folder.mkdir(parents=True, exist_ok=True)
+    mesh = folder / "bunny.ply"
+    sha, size = (None, None) if opts.no_verify else (opts.sha256, opts.size)
+    if mesh.is_file():
+        verify_file(mesh, sha256=sha, size=size)
+        print(f"{mesh}: present and verified")
+    else:
+        if opts.from_file:
+            source = Path(opts.from_file)
+            if not source.is_file():
+                raise InrError(f"--from_file: {source} not found")
+            archive = source if tarfile.is_tarfile(source) else None
         else:
-            if opts.from_file:
-                source = Path(opts.from_file)
-                if not source.is_file():
-                    raise InrError(f"--from_file: {source} not found")
-                archive = source if tarfile.is_tarfile(source) else None
-            else:
-                name = opts.url.rstrip("/").rsplit("/", 1)[-1] or "bunny.tar.gz"
-                source = download(opts.url, folder / f".{name}.download", progress=not opts.no_progress,
-                                  timeout=opts.timeout, quiet=True)
-                archive = source if tarfile.is_tarfile(source) else None  # else the .ply itself
-            staged = folder / ".bunny.ply.staged"
-            if archive is not None:
-                extract_member(archive, staged)
-            else:
-                shutil.copyfile(source, staged)
-            try:
-                verify_file(staged, sha256=sha, size=size)
-            except InrError as e:
-                staged.unlink(missing_ok=True)
-                raise InrError(f"bun_zipper.ply from {source}: {str(e).split(': ', 1)[-1]}") from None
-            os.replace(staged, mesh)
-            if not opts.from_file and not opts.keep_archive:
-                source.unlink()
-            print(f"{mesh}: {mesh.stat().st_size} bytes{'' if opts.no_verify else ', SHA256 verified'}")
-        if opts.no_normalize:
-            return 0
-        return normalize(mesh)
-    return run_main(body)
+            name = opts.url.rstrip("/").rsplit("/", 1)[-1] or "bunny.tar.gz"
+            source = download(opts.url, folder / f".{name}.download", progress=not opts.no_progress,
+                              timeout=opts.timeout, quiet=True)
+            archive = source if tarfile.is_tarfile(source) else None  # else the .ply itself
+        staged = folder / ".bunny.ply.staged"
+        if archive is not None:
+            extract_member(archive, staged)
+        else:
+            shutil.copyfile(source, staged)
+        try:
+            verify_file(staged, sha256=sha, size=size)
+        except InrError as e:
+            staged.unlink(missing_ok=True)
+            raise InrError(f"bun_zipper.ply from {source}: {str(e).split(': ', 1)[-1]}") from None
+        os.replace(staged, mesh)
+        if not opts.from_file and not opts.keep_archive:
+            source.unlink()
+        print(f"{mesh}: {mesh.stat().st_size} bytes{'' if opts.no_verify else ', SHA256 verified'}")
+    if opts.no_normalize:
+        return 0
+    return normalize(mesh)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Only the standard library (urllib) is used, plus tqdm for the progress bar when 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import http.client
 import os
@@ -236,3 +237,44 @@ def run_main(body: Callable[[], int | None]) -> int:
         print("interrupted: partial downloads (*.part) are kept; run the same command again to resume",
               file=sys.stderr)
         return 130
+
+
+# The command-line side of the scripts in data/: the same flags, wording and exit codes everywhere.
+
+class ScriptParser(argparse.ArgumentParser):
+    """The flag parser of a data script. `prog` names the script in its usage (it runs from any directory, so
+    sys.argv[0] may be a path); the first line of its docstring `doc` is the description of --help. With
+    `data_root` (the script's own folder, data/): --data_root, the folder that receives `receives`/."""
+
+    def __init__(self, prog: str, doc: str, data_root: str | os.PathLike | None = None, receives: str = ""):
+        super().__init__(prog=prog, description=doc.splitlines()[0])
+        if data_root is not None:
+            self.add_argument("--data_root", default=str(data_root),
+                              help=f"folder that receives {receives}/ (default: the folder of this script)")
+
+    def add_verify_args(self, no_verify: str, checksums: str | None = None) -> None:
+        """--checksums FILE (only given its help text), a sha256sum listing that replaces the built-in
+        checksums, and --no_verify."""
+        if checksums is not None:
+            self.add_argument("--checksums", metavar="FILE", help=checksums)
+        self.add_argument("--no_verify", action="store_true", help=no_verify)
+
+    def add_transfer_args(self, retries: int | None = None) -> None:
+        """--timeout, --retries (only given a default) and --no_progress: download()'s keywords."""
+        self.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
+        if retries is not None:
+            self.add_argument("--retries", type=int, default=retries, help="resumes of a transfer that broke off")
+        self.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def run_script(parse_args: Callable[[list[str] | None], argparse.Namespace], argv: list[str] | None,
+               body: Callable[[argparse.Namespace], int | None]) -> int:
+    """A data script's main(): body(parse_args(argv)) under run_main. --help and usage errors return
+    argparse's exit code instead of raising SystemExit, so that main() can also be called in-process."""
+    def parsed_body():
+        try:
+            opts = parse_args(argv)
+        except SystemExit as e:
+            return e.code
+        return body(opts)
+    return run_main(parsed_body)

@@ -25,7 +25,7 @@ from torch.func.grad and nn.mlp_forward, so the inner loop never touches the mod
 meta-dataset has the same size, so the encoded grid is computed once for the whole run (model.encode
 is constant) and shared, unbatched, by all images. A meta-batch runs as one torch.func.vmap'ed
 computation or as a Python loop with one backward per image (`vectorize`); DEFAULT_VECTORIZE is the
-faster of the two on a 2-core CPU (benchmarks/meta_rd.py --speed, numbers in RESULTS_META.md).
+faster of the two on a 2-core CPU (benchmarks/meta_rd.py --speed, numbers in benchmarks/RESULTS.md, section 6).
 
 Orientation: every image a meta-learned model sees is landscape (data.to_landscape), at meta-training
 (DIV2K, CelebA, plain folders) and at fitting and quantization (overfitMetaSiren, quantize_and_test).
@@ -77,7 +77,7 @@ MAML_OBJ_FILE = "maml_obj.pth"
 MAML_RESULT_FILE = "maml_result.json"
 RESUME_FILE = "maml_resume.pth"
 MAML_FORMAT = "inrcompress-maml/1"
-# Measured on 2 shared CPU cores (benchmarks/meta_rd.py --speed, RESULTS_META.md): the Python loop over
+# Measured on 2 shared CPU cores (benchmarks/meta_rd.py --speed, benchmarks/RESULTS.md section 6): the Python loop over
 # the images of a meta-batch (one backward each) costs less than the vmap'ed batch, so it is the default;
 # --maml_vmap selects vmap (untimed on GPUs here).
 DEFAULT_VECTORIZE = False
