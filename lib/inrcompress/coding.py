@@ -21,6 +21,11 @@ Two methods:
   - "mixed":      each tensor picks one of the four above (a shared table that the tensors
                   choosing it pool, its own table, Laplace, Gaussian); the choice is stored
                   as 2 bits per tensor.
+  - "adaptive":   no table at all: per tensor, counts that start from a prior and grow after
+                  every coded symbol, each symbol spreading a triangular kernel over its
+                  neighbours (a smooth histogram learnt on the fly). The prior is a flat floor
+                  plus the histogram of all earlier tensors. Only offered when the used symbol
+                  range spans at most ADAPTIVE_MAX_ALPHABET symbols.
 
 Arithmetic stream layout (varint = unsigned LEB128; float32 little-endian):
 
@@ -35,6 +40,22 @@ Arithmetic stream layout (varint = unsigned LEB128; float32 little-endian):
                  the counts sum to the number of symbols the table covers and the first and
                  last are > 0 (lo and hi are the true minimum and maximum).
     parameters = varint lo, varint span, and when span > 0: float32 mean, float32 scale.
+
+Adaptive stream layout (model id 5):
+
+    u8       model id
+    [if any symbols] varint lo, varint span: the range of all symbols, span < ADAPTIVE_MAX_ALPHABET
+    [if span > 0] one byte per tensor with > 0 symbols: bits 0-2 kernel radius index,
+             bits 3-4 flat-floor index, bits 5-7 earlier-tensors weight index
+    varint   W, then W x u32 range-coder words, as above: all symbols, then (if span > 0) the
+             end mark 0x5A3C coded uniformly over 16 bits; the decoder must end exactly there
+
+    Tensor with parameters (r, f, w) = (_ADAPT_RADII[.], _ADAPT_FLAT[.], _ADAPT_PREV[.]), over
+    the alphabet lo..hi (index v = symbol - lo), with K[j] = r + 1 - |j| for |j| <= r:
+        counts[v] = f * (r + 1)**2 + w * (number of symbols equal to v in earlier tensors)
+        after each symbol v: counts[v + j] += 16 * K[j] for every v + j inside the alphabet
+    and each symbol is coded with probabilities proportional to counts (integers, exact in the
+    float64 array constriction is given).
 
 A tensor whose symbols are all equal (span 0) costs no payload bits at all.
 The decoder builds every probability from stored integers or float32 values only (counts go to
@@ -56,7 +77,7 @@ from scipy.special import erfc
 from .errors import CorruptFileError
 
 METHODS = ("arithmetic", "brotli")
-MODELS = ("global", "per_tensor", "laplace", "gaussian", "mixed")
+MODELS = ("global", "per_tensor", "laplace", "gaussian", "mixed", "adaptive")
 MAX_BITWIDTH = 16
 
 # Per-tensor model kinds (the 2-bit codes of the "mixed" selector).
@@ -65,6 +86,18 @@ _SHARED, _OWN, _LAPLACE, _GAUSSIAN = 0, 1, 2, 3
 _PURE_KIND = {0: _SHARED, 1: _OWN, 2: _LAPLACE, 3: _GAUSSIAN}
 _PURE_KIND_INV = {kind: mid for mid, kind in _PURE_KIND.items()}
 _MIXED = 4
+_ADAPTIVE = 5
+
+# The adaptive model (see the module docstring). Its per-symbol cost grows with the alphabet, so
+# it is only offered for (and the decoder only accepts) ranges up to this many symbols.
+ADAPTIVE_MAX_ALPHABET = 4096
+_ADAPT_RADII = (0, 1, 2, 4, 8, 16, 24, 32)
+_ADAPT_FLAT = (1, 4, 16, 128)  # floor per symbol, in 1/16 of one symbol's kernel mass
+_ADAPT_PREV = (0, 8, 16, 32, 64, 128, 256, 512)  # weight of an earlier symbol, 16 = one own symbol
+_ADAPT_STEP = 16  # the increment scale: one coded symbol adds 16 * K
+# Coded (uniform over 16 bits) after the last symbol: no stored histogram checks an adaptive
+# stream, so this end mark and an exhausted decoder catch wrong tensor lengths and most damage.
+_ADAPT_END = 0x5A3C
 
 # constriction's default range coder quantizes probabilities to 24 bits and gives every symbol
 # of a model's alphabet at least one quantum, so no symbol is ever cheaper to estimate than this.
@@ -99,9 +132,13 @@ def encode_symbols(tensors: Sequence[np.ndarray], bitwidth: int, method: str, mo
         if model is not None:
             if model not in MODELS:
                 raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-            return _arithmetic_streams(arrays, bitwidth, only=MODELS.index(model))[0]
+            stream = _arithmetic_streams(arrays, bitwidth, only=MODELS.index(model))[0]
+            if stream is None:
+                raise ValueError(f"model {model!r} does not apply here (symbol range wider than "
+                                 f"{ADAPTIVE_MAX_ALPHABET})")
+            return stream
         # Smallest wins; on a tie the lower model id (the paper's global table first).
-        return min(_arithmetic_streams(arrays, bitwidth), key=len)
+        return min((s for s in _arithmetic_streams(arrays, bitwidth) if s is not None), key=len)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
@@ -127,10 +164,12 @@ def decode_symbols(data: bytes, lengths: Sequence[int], bitwidth: int, method: s
 
 def model_sizes(tensors: Sequence[np.ndarray], bitwidth: int) -> dict[str, int]:
     """Bytes of the arithmetic stream under each model of MODELS (model byte, parameters and
-    payload included). min() of the values is what encode_symbols(..., "arithmetic") returns;
-    the "global" entry is the paper's scheme."""
+    payload included); a model that does not apply to these symbols ("adaptive" over a range
+    wider than ADAPTIVE_MAX_ALPHABET) is left out. min() of the values is what
+    encode_symbols(..., "arithmetic") returns; the "global" entry is the paper's scheme."""
     arrays = _check_tensors(tensors, bitwidth)
-    return {name: len(stream) for name, stream in zip(MODELS, _arithmetic_streams(arrays, bitwidth))}
+    return {name: len(stream) for name, stream in zip(MODELS, _arithmetic_streams(arrays, bitwidth))
+            if stream is not None}
 
 
 def arithmetic_model_name(data: bytes) -> str:
@@ -628,11 +667,17 @@ def _encode_plan(model_id: int, kinds: list[int], stats: list[_TensorStats]) -> 
     return bytes(out)
 
 
-def _arithmetic_streams(arrays: list[np.ndarray], bitwidth: int, only: int | None = None) -> list[bytes]:
-    """One stream per entry of MODELS, in that order (or just the one with id `only`)."""
+def _arithmetic_streams(arrays: list[np.ndarray], bitwidth: int, only: int | None = None) -> list[bytes | None]:
+    """One stream per entry of MODELS, in that order (or just the one with id `only`); None for
+    a model that does not apply."""
+    if only == _ADAPTIVE:
+        return [_adaptive_encode(arrays)]
     stats = [_TensorStats.of(a) for a in arrays]
     streams = []
     for model_id in range(len(MODELS)) if only is None else [only]:
+        if model_id == _ADAPTIVE:
+            streams.append(_adaptive_encode(arrays))
+            continue
         kinds = _mixed_kinds(stats) if model_id == _MIXED else [_PURE_KIND[model_id]] * len(stats)
         streams.append(_encode_plan(model_id, kinds, stats))
     return streams
@@ -644,6 +689,8 @@ def _arithmetic_decode(data: bytes, lengths: list[int], bitwidth: int) -> list[n
     model_id = reader.u8("model id")
     if model_id >= len(MODELS):
         raise CorruptFileError(f"unknown arithmetic-coding model id {model_id}")
+    if model_id == _ADAPTIVE:
+        return _adaptive_decode(reader, lengths, max_symbol)
     if model_id == _MIXED:
         kinds = _unpack_kinds(reader.take((len(lengths) + 3) // 4, "model selector"), len(lengths))
     else:
@@ -663,13 +710,7 @@ def _arithmetic_decode(data: bytes, lengths: list[int], bitwidth: int) -> list[n
         else:
             models[i] = _Param.parse(reader, k, max_symbol, f"{MODELS[_PURE_KIND_INV[k]]} model of tensor {i}")
 
-    num_words = reader.varint(1 << 62, "payload length")
-    if 4 * num_words > reader.remaining:
-        raise CorruptFileError(f"arithmetic payload is truncated ({reader.remaining} of {4 * num_words} bytes)")
-    if 4 * num_words < reader.remaining:
-        raise CorruptFileError(f"arithmetic stream has {reader.remaining - 4 * num_words} bytes after its payload")
-    words = np.frombuffer(reader.take(4 * num_words, "payload"), dtype="<u4").astype(np.uint32)
-    decoder = _call_constriction(constriction.stream.queue.RangeDecoder, words)
+    decoder = _payload_decoder(reader)
 
     out = []
     cache: dict[int, object] = {}
@@ -703,9 +744,163 @@ def _arithmetic_decode(data: bytes, lengths: list[int], bitwidth: int) -> list[n
     return out
 
 
+def _payload_decoder(reader: _Reader):
+    """A range decoder over the payload, which must end the stream exactly."""
+    num_words = reader.varint(1 << 62, "payload length")
+    if 4 * num_words > reader.remaining:
+        raise CorruptFileError(f"arithmetic payload is truncated ({reader.remaining} of {4 * num_words} bytes)")
+    if 4 * num_words < reader.remaining:
+        raise CorruptFileError(f"arithmetic stream has {reader.remaining - 4 * num_words} bytes after its payload")
+    words = np.frombuffer(reader.take(4 * num_words, "payload"), dtype="<u4").astype(np.uint32)
+    return _call_constriction(constriction.stream.queue.RangeDecoder, words)
+
+
 def _check_histogram(symbols: np.ndarray, table: _Table, what: str) -> None:
     offset = symbols - table.lo
     if offset.size and (offset.min() < 0 or offset.max() > table.span):
         raise CorruptFileError(f"{what} decode to symbols outside their table")
     if not np.array_equal(np.bincount(offset, minlength=len(table.counts)), table.counts):
         raise CorruptFileError(f"{what} decode to symbols that do not match their frequency table")
+
+
+# ----------------------------------------------------------------------------------------------
+# The adaptive model
+# ----------------------------------------------------------------------------------------------
+
+
+def _kernel(radius: int) -> np.ndarray:
+    """The triangular increment K[j] = radius + 1 - |j| for j = -radius..radius (int64)."""
+    return radius + 1 - np.abs(np.arange(-radius, radius + 1, dtype=np.int64))
+
+
+def _unpack_adaptive(param: int) -> tuple[int, int, int]:
+    """(radius, flat floor, earlier-tensors weight) of a parameter byte (every byte is valid)."""
+    return _ADAPT_RADII[param & 7], _ADAPT_FLAT[(param >> 3) & 3], _ADAPT_PREV[param >> 5]
+
+
+def _adaptive_run(coder, symbols: np.ndarray | None, n: int, alphabet: int, prev: np.ndarray, param: int) -> np.ndarray:
+    """Code one tensor with the adaptive model: encode `symbols` (offsets into the alphabet), or
+    decode `n` of them when `symbols` is None. The encoder and decoder run exactly this loop,
+    so both hand constriction the very same integer counts before every symbol."""
+    radius, flat, weight = _unpack_adaptive(param)
+    kernel = (_ADAPT_STEP * _kernel(radius)).astype(np.float64)
+    # Integers below 2**53 throughout: float64 holds them exactly, and additions stay exact.
+    counts = float(flat * (radius + 1) ** 2) + float(weight) * prev.astype(np.float64)
+    categorical = constriction.stream.model.Categorical
+    out = np.empty(n, dtype=np.int64)
+    for t in range(n):
+        model = categorical(counts, lazy=True)
+        if symbols is None:
+            v = int(coder.decode(model))
+        else:
+            v = int(symbols[t])
+            coder.encode(v, model)
+        out[t] = v
+        a, b = max(0, v - radius), min(alphabet, v + radius + 1)
+        counts[a:b] += kernel[a - (v - radius):b - (v - radius)]
+    return out
+
+
+def _adaptive_costs(x: np.ndarray, alphabet: int, prev: np.ndarray) -> tuple[float, int]:
+    """Estimated payload bits of offsets `x` under the best parameter byte, and that byte.
+
+    For each radius, T[t] = sum_j K[j] * #{u < t: x_u = x_t - j} comes from the per-step
+    histogram gathered around x_t (in chunks: rows x alphabet at a time); the floor and weight
+    then enter linearly, so the 32 (floor, weight) pairs cost one pass of n each."""
+    n = len(x)
+    rmax = max(_ADAPT_RADII)
+    offsets = np.arange(-rmax, rmax + 1)
+    gathered = np.zeros((n, offsets.size), dtype=np.int32)  # gathered[t, k] = #{u < t: x_u = x_t + offsets[k]}
+    chunk = max(1, (1 << 20) // alphabet)
+    running = np.zeros(alphabet, dtype=np.int64)
+    for s in range(0, n, chunk):
+        xs = x[s:s + chunk]
+        onehot = np.zeros((len(xs), alphabet), dtype=np.int64)
+        onehot[np.arange(len(xs)), xs] = 1
+        before = running + np.cumsum(onehot, axis=0) - onehot
+        cols = xs[:, None] - offsets[None, :]  # x_t - j for j = offsets (symmetric kernels)
+        inside = (cols >= 0) & (cols < alphabet)
+        rows = np.broadcast_to(np.arange(len(xs))[:, None], cols.shape)
+        gathered[s:s + len(xs)] = np.where(inside, before[rows, np.clip(cols, 0, alphabet - 1)], 0)
+        running = before[-1] + onehot[-1]
+    prev_at = prev[x].astype(np.float64)
+    prev_total = float(prev.sum())
+    best = (math.inf, 0)
+    for ri, radius in enumerate(_ADAPT_RADII):
+        k = np.zeros(offsets.size, dtype=np.int64)
+        k[rmax - radius:rmax + radius + 1] = _kernel(radius)
+        own = _ADAPT_STEP * (gathered @ k).astype(np.float64)
+        # Kernel mass that lands inside the alphabet for each symbol, cumulated before step t.
+        in_range = np.convolve(np.ones(alphabet), _kernel(radius).astype(np.float64))[radius:radius + alphabet]
+        grown = _ADAPT_STEP * np.concatenate(([0.0], np.cumsum(in_range[x])[:-1]))
+        for fi, flat in enumerate(_ADAPT_FLAT):
+            floor = float(flat * (radius + 1) ** 2)
+            for wi, weight in enumerate(_ADAPT_PREV):
+                if weight and not prev_total:
+                    continue
+                num = floor + weight * prev_at + own
+                den = floor * alphabet + weight * prev_total + grown
+                bits = float(np.log2(den).sum() - np.log2(num).sum())
+                if bits < best[0]:
+                    best = (bits, ri | fi << 3 | wi << 5)
+    return best
+
+
+def _adaptive_encode(arrays: list[np.ndarray]) -> bytes | None:
+    """The adaptive stream, or None when the symbols span more than ADAPTIVE_MAX_ALPHABET."""
+    out = bytearray([_ADAPTIVE])
+    nonempty = [a for a in arrays if a.size]
+    encoder = constriction.stream.queue.RangeEncoder()
+    if nonempty:
+        lo = min(int(a.min()) for a in nonempty)
+        hi = max(int(a.max()) for a in nonempty)
+        if hi - lo + 1 > ADAPTIVE_MAX_ALPHABET:
+            return None
+        out += _encode_varints([lo, hi - lo])
+        if hi > lo:
+            alphabet = hi - lo + 1
+            prev = np.zeros(alphabet, dtype=np.int64)
+            params = []
+            for a in nonempty:
+                x = a - lo
+                params.append(_adaptive_costs(x, alphabet, prev)[1])
+                prev += np.bincount(x, minlength=alphabet)
+            out += bytes(params)
+            prev[:] = 0
+            for a, param in zip(nonempty, params):
+                x = a - lo
+                _adaptive_run(encoder, x, len(x), alphabet, prev, param)
+                prev += np.bincount(x, minlength=alphabet)
+            encoder.encode(_ADAPT_END, constriction.stream.model.Uniform(1 << 16))
+    words = encoder.get_compressed()
+    out += _encode_varints([len(words)])
+    out += np.asarray(words, dtype="<u4").tobytes()
+    return bytes(out)
+
+
+def _adaptive_decode(reader: _Reader, lengths: list[int], max_symbol: int) -> list[np.ndarray]:
+    nonempty = [i for i, n in enumerate(lengths) if n]
+    out = [np.zeros(0, dtype=np.int64) for _ in lengths]
+    if not nonempty:
+        _payload_decoder(reader)  # an empty payload, and nothing after it
+        return out
+    lo = reader.varint(max_symbol, "adaptive model (lowest symbol)")
+    span = reader.varint(min(max_symbol - lo, ADAPTIVE_MAX_ALPHABET - 1), "adaptive model (symbol range)")
+    if span == 0:
+        _payload_decoder(reader)
+        for i in nonempty:
+            out[i] = np.full(lengths[i], lo, dtype=np.int64)
+        return out
+    params = reader.take(len(nonempty), "adaptive model parameters")
+    decoder = _payload_decoder(reader)
+    alphabet = span + 1
+    prev = np.zeros(alphabet, dtype=np.int64)
+    for i, param in zip(nonempty, params):
+        x = _call_constriction(_adaptive_run, decoder, None, lengths[i], alphabet, prev, param)
+        prev += np.bincount(x, minlength=alphabet)
+        out[i] = x + lo
+    end = _call_constriction(decoder.decode, constriction.stream.model.Uniform(1 << 16))
+    if end != _ADAPT_END or not decoder.maybe_exhausted():
+        raise CorruptFileError("adaptive payload does not end where the tensor lengths say (damaged, or "
+                               "another architecture)")
+    return out
