@@ -334,3 +334,24 @@ def test_flags_and_bad_maml_obj(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(InrError):
         load_maml_obj(bad)
+
+
+def test_overfit_meta_batched_equals_one_by_one(meta_root, tmp_path, capsys):
+    import shutil
+
+    one, many = tmp_path / "one", tmp_path / "many"
+    assert train_meta_main([f"--data_root={meta_root}", f"--exp_root={one}", *META_FLAGS], show_progress=False) == 0
+    shutil.copytree(one / "maml", many / "maml")
+    fit_flags = [f"--data_root={meta_root}", "--dataset=TINY", "--epochs=40", "--warmup=5", *MAML_FLAGS]
+    assert overfit_meta_main([f"--exp_root={one}", *fit_flags], show_progress=False) == 0
+    capsys.readouterr()
+    # rocket and the portrait (turned to landscape) have one size: they are fitted together
+    assert overfit_meta_main([f"--exp_root={many}", "--batch_images=2", *fit_flags], show_progress=False) == 0
+    assert capsys.readouterr().out.count("fitted turned") == 1
+    name = next(p.name for p in one.iterdir() if p.name.startswith("TINY"))
+    for image in ("rocket", "portrait"):
+        a = json.loads((one / name / image / "result.json").read_text())
+        b = json.loads((many / name / image / "result.json").read_text())
+        assert b["psnr"] == pytest.approx(a["psnr"], abs=1e-3)
+        assert b["psnr_after_inner_steps"] == a["psnr_after_inner_steps"]
+        assert b["rotated"] == a["rotated"]

@@ -136,20 +136,33 @@ def finish_image(signal: ImageSignal, model: INR, outcome, seconds: float, run_d
 
 
 def fit_images_batched(signals: list[ImageSignal], model_cfg: ModelConfig, train_cfg: TrainConfig,
-                       run_dirs: list[Path | None], device: torch.device, *, step_hook=None,
-                       show_progress: bool = True) -> list[dict]:
-    """Fit images of one size together (batched.fit_many); each starts from the init that
-    fit_image would give it (seed train_cfg.seed) and gets the same per-image outputs."""
-    models = []
-    for _ in signals:
-        torch.manual_seed(train_cfg.seed)
-        models.append(INR(model_cfg).to(device))
+                       run_dirs: list[Path | None], device: torch.device, *, models: list[INR] | None = None,
+                       reference_params: list[dict] | None = None, extras: list[dict] | None = None,
+                       step_hook=None, show_progress: bool = True) -> list[dict]:
+    """Fit images of one size together (batched.fit_many) with the same per-image outputs as
+    fit_image. models: starting networks (MAML-adapted ones); None = the init fit_image would give
+    each image (seed train_cfg.seed). reference_params / extras: per image, as in fit_image."""
+    if models is None:
+        models = []
+        for _ in signals:
+            torch.manual_seed(train_cfg.seed)
+            models.append(INR(model_cfg).to(device))
     started = time.perf_counter()
     outcomes = fit_many(models, signals[0].coords, [s.values for s in signals], train_cfg, run_dirs,
-                        loss_name="img_loss", on_summary=[_summary_writer_callback(s) for s in signals],
+                        reference_params=reference_params, loss_name="img_loss",
+                        on_summary=[_summary_writer_callback(s) for s in signals],
                         progress_desc=f"{len(signals)} images", step_hook=step_hook, show_progress=show_progress)
     seconds = time.perf_counter() - started
-    return [finish_image(s, m, o, seconds / len(signals), d) for s, m, o, d in zip(signals, models, outcomes, run_dirs)]
+    extras = extras or [None] * len(signals)
+    return [finish_image(s, m, o, seconds / len(signals), d, e)
+            for s, m, o, d, e in zip(signals, models, outcomes, run_dirs, extras)]
+
+
+def fit_groups(signals: list[ImageSignal], run_dirs: list[Path], batch_images: int) -> list[list[int]]:
+    """The groups of images to fit together (each a list of indices); one per image without batching."""
+    if batch_images <= 1:
+        return [[i] for i in range(len(signals))]
+    return batch_groups(signals, run_dirs, batch_images)
 
 
 def batch_groups(signals: list[ImageSignal], run_dirs: list[Path], batch_images: int) -> list[list[int]]:
@@ -229,7 +242,7 @@ def run_overfit(flag_values: dict, *, step_hook=None, show_progress: bool = True
         groups = [[i] for i in range(len(pending))]
     else:  # grouping needs every image's size: load them all once, here
         signals = [image_signal(p, flag_values["downscaling_factor"], device) for p in pending]
-        groups = batch_groups(signals, [exp_dir / p.stem for p in pending], batch_images)
+        groups = fit_groups(signals, [exp_dir / p.stem for p in pending], batch_images)
     for group in groups:
         group_signals = ([signals[i] for i in group] if signals is not None else
                          [image_signal(pending[group[0]], flag_values["downscaling_factor"], device)])

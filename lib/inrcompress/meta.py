@@ -652,7 +652,17 @@ def _file_digest(path: Path) -> str:
 def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool = True) -> Path:
     """overfitMetaSiren.py: fit every image of data_root/dataset starting from the meta-learned init;
     returns the experiment folder."""
-    from .images import ImageSignal, aggregate_results, check_images, evaluate, fit_image, is_finished, train_config_for
+    from .images import (
+        ImageSignal,
+        aggregate_results,
+        check_images,
+        evaluate,
+        fit_groups,
+        fit_image,
+        fit_images_batched,
+        is_finished,
+        train_config_for,
+    )
 
     device = resolve_device(flag_values["device"])
     init_dir = find_init(flag_values)
@@ -687,6 +697,7 @@ def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool =
     # The paper's --batch_size is unused (an image is one batch); it is not TrainConfig.batch_size (points).
     fit_flags = {k: v for k, v in flag_values.items() if k != "batch_size"}
     print(f"experiment: {exp_dir} ({len(images)} images, init {init_dir.name}, device {device})")
+    pending = []  # (signal, adapted model, extra result entries, run_dir)
     for path in images:
         run_dir = exp_dir / path.stem
         if is_finished(run_dir):
@@ -704,13 +715,27 @@ def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool =
         inner_metrics, _ = evaluate(adapted, signal)
         extra = {"rotated": rotated, "inner_losses": inner_losses,
                  **{f"{k}_after_inner_steps": v for k, v in inner_metrics.items()}}
-        train_cfg = train_config_for(fit_flags, coords.shape[0])
-        result = fit_image(signal, cfg, train_cfg, run_dir, device, model=adapted, reference_params=theta_0,
-                           step_hook=step_hook, show_progress=show_progress, extra=extra)
-        note = "  DIVERGED (best state kept)" if result["diverged"] else ""
-        print(f"{path.stem}: {result['height']}x{result['width']}{' (fitted turned)' if rotated else ''} "
-              f"PSNR {inner_metrics['psnr']:.2f} dB after the inner steps, {result['psnr']:.2f} dB after "
-              f"{result['epochs_run']} epochs, SSIM {result['ssim']:.4f}, MS-SSIM {result['ms_ssim']:.4f}{note}")
+        pending.append((signal, adapted, extra, run_dir))
+    groups = fit_groups([p[0] for p in pending], [p[3] for p in pending], int(flag_values.get("batch_images", 1)))
+    for group in groups:
+        members = [pending[i] for i in group]
+        train_cfg = train_config_for(fit_flags, members[0][0].coords.shape[0])
+        if len(members) == 1:
+            signal, adapted, extra, run_dir = members[0]
+            results = [fit_image(signal, cfg, train_cfg, run_dir, device, model=adapted, reference_params=theta_0,
+                                 step_hook=step_hook, show_progress=show_progress, extra=extra)]
+        else:
+            results = fit_images_batched([m[0] for m in members], cfg, train_cfg, [m[3] for m in members], device,
+                                         models=[m[1] for m in members],
+                                         reference_params=[theta_0] * len(members),
+                                         extras=[m[2] for m in members], step_hook=step_hook,
+                                         show_progress=show_progress)
+        for (signal, _, extra, _), result in zip(members, results):
+            note = "  DIVERGED (best state kept)" if result["diverged"] else ""
+            print(f"{signal.name}: {result['height']}x{result['width']}"
+                  f"{' (fitted turned)' if extra['rotated'] else ''} PSNR {extra['psnr_after_inner_steps']:.2f} dB "
+                  f"after the inner steps, {result['psnr']:.2f} dB after {result['epochs_run']} epochs, "
+                  f"SSIM {result['ssim']:.4f}, MS-SSIM {result['ms_ssim']:.4f}{note}")
     summary = aggregate_results(exp_dir)
     print(f"{summary['num_images']} images: mean PSNR {summary['avg_psnr']:.2f} dB -> {exp_dir / 'result.json'}")
     return exp_dir
