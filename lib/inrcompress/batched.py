@@ -203,7 +203,9 @@ def fit_many(
                                       for k, p in enumerate(params))
                 l1.sum().backward()
             total = data_loss + (l1.detach() if l1 is not None else 0.0)
-            totals = total.tolist()
+            totals = total.tolist()  # one transfer for every per-image number of this step
+            data_values = data_loss.tolist()
+            l1_values = l1.detach().tolist() if l1 is not None else None
 
             active = []
             for n, value in enumerate(totals):
@@ -246,9 +248,9 @@ def fit_many(
                 if value < s["best_loss"]:
                     s["best_loss"], s["best_epoch"] = value, epoch
                 if writers[n] is not None:
-                    writers[n].add_scalar(loss_name, float(data_loss[n]), step)
-                    if l1 is not None:
-                        writers[n].add_scalar("l1_loss", float(l1[n]), step)
+                    writers[n].add_scalar(loss_name, data_values[n], step)
+                    if l1_values is not None:
+                        writers[n].add_scalar("l1_loss", l1_values[n], step)
                     writers[n].add_scalar("total_train_loss", value, step)
                 if epoch - s["best_epoch"] > cfg.early_stop_epochs:
                     s["done"] = s["stopped_early"] = True
