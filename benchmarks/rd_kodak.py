@@ -6,6 +6,10 @@ Every number comes from the .inr files and their decoded images (results_*.json)
 
     python benchmarks/rd_kodak.py --images kodim01 kodim04 kodim23 --factor 4 --widths 16 24 32 \
         --epochs 2000 --out benchmarks/output/rd_kodak
+
+With --meta, each width first gets a meta-learned init (trainMetaSiren on the other Kodak images at the
+same factor, --maml_epochs passes, outer_lr --outer_lr), the images are fitted with overfitMetaSiren
+(warm-up 100, L1 on theta - theta_0), and only AdaRound + QAT is quantized (the files code the residual).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from pathlib import Path
 
 from inrcompress.compress import QuantConfig
 from inrcompress.tools.overfit_inr import main as overfit_main
+from inrcompress.tools.overfit_meta_siren import main as overfit_meta_main
 from inrcompress.tools.quantize_and_test import main as quantize_main
+from inrcompress.tools.train_meta_siren import main as train_meta_main
 
 VARIANTS = {
     "nearest": ["--noadaround", "--noretrain"],
@@ -38,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrain_lr", type=float, default=1e-6)
     parser.add_argument("--out", default="benchmarks/output/rd_kodak")
     parser.add_argument("--json", help="write all rows here")
+    parser.add_argument("--meta", action="store_true", help="fit from meta-learned inits (see above)")
+    parser.add_argument("--maml_epochs", type=int, default=10)
+    parser.add_argument("--outer_lr", type=float, default=5e-4)
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -46,18 +55,33 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.images:
         shutil.copy(Path(args.kodak) / f"{name}.png", data / f"{name}.png")
     common = [f"--data_root={out / 'data'}", "--dataset=SUBSET", f"--exp_root={out / 'exp'}"]
+    maml = [f"--maml_epochs={args.maml_epochs}", f"--outer_lr={args.outer_lr}", "--maml_dataset=METATRAIN"]
+    if args.meta:  # meta-train on the Kodak images that are not evaluated
+        meta_data = out / "data" / "METATRAIN"
+        meta_data.mkdir(parents=True, exist_ok=True)
+        for path in sorted(Path(args.kodak).glob("kodim*.png")):
+            if path.stem not in args.images:
+                shutil.copy(path, meta_data / path.name)
     rows = []
     for width in args.widths:
+        fit_flags = [f"--epochs={args.epochs}", "--lr=0.0005", "--l1_reg=0.00001", f"--downscaling_factor={args.factor}",
+                     f"--hidden_dims={width}", "--steps_til_summary=1000", "--epochs_til_ckpt=1000"]
         started = time.perf_counter()
-        assert overfit_main(common + [f"--epochs={args.epochs}", "--lr=0.0005", "--l1_reg=0.00001",
-                                      f"--downscaling_factor={args.factor}", f"--hidden_dims={width}",
-                                      "--steps_til_summary=1000", "--epochs_til_ckpt=1000"]) == 0
+        if args.meta:
+            assert train_meta_main([f"--data_root={out / 'data'}", f"--exp_root={out / 'exp'}", *maml,
+                                    f"--downscaling_factor={args.factor}", f"--hidden_dims={width}"]) == 0
+            assert overfit_meta_main(common + maml + fit_flags) == 0
+        else:
+            assert overfit_main(common + fit_flags) == 0
         fit_seconds = time.perf_counter() - started
         exp = next(p for p in (out / "exp").iterdir() if f"_hdims{width}_" in p.name and
-                   f"epochs{args.epochs}_" in p.name and p.name.startswith(f"SUBSET_{args.factor}x"))
+                   f"epochs{args.epochs}_" in p.name and p.name.startswith(f"SUBSET_{args.factor}x") and
+                   ("_maml_" in p.name) == args.meta)
         fitted = json.loads((exp / "result.json").read_text())
         for bits in args.bits:
             for variant, switches in VARIANTS.items():
+                if args.meta and variant != "adaround+qat":
+                    continue
                 for code in ("arithmetic", "brotli"):
                     assert quantize_main(common + [f"--exp_glob={exp.name}", f"--bitwidth={bits}", f"--code={code}",
                                                    f"--retrain_lr={args.retrain_lr}", *switches]) == 0
