@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bitwidth", type=int, default=8)
     parser.add_argument("--adaround_iterations", type=int, default=1000)
     parser.add_argument("--retrain_epochs", type=int, default=300)
-    parser.add_argument("--batch_images", type=int, default=24)
+    # One by one was faster than the batched path on an H200 (benchmarks/RESULTS.md, section 2).
+    parser.add_argument("--batch_images", type=int, default=1)
     parser.add_argument("--exp_root", default="benchmarks/output/gpu_kodak")
     args = parser.parse_args(argv)
 
