@@ -257,14 +257,25 @@ def run_overfit(flag_values: dict, *, step_hook=None, show_progress: bool = True
             results = fit_images_batched(group_signals, model_cfg, train_cfg, run_dirs, device, step_hook=step_hook,
                                          show_progress=show_progress)
         for signal, result in zip(group_signals, results):
-            note = "  DIVERGED (best state kept)" if result["diverged"] else ""
-            print(f"{signal.name}: {result['height']}x{result['width']} PSNR {result['psnr']:.2f} dB, "
-                  f"SSIM {result['ssim']:.4f}, MS-SSIM {result['ms_ssim']:.4f}, {result['epochs_run']} epochs, "
-                  f"{result['steps_per_second']:.1f} steps/s{' (' + str(len(group)) + ' at once)' if len(group) > 1 else ''}"
-                  f"{note}")
+            report_fit(signal.name, result, len(group))
+    finish_experiment(exp_dir)
+    return exp_dir
+
+
+def report_fit(name: str, result: dict, group_size: int = 1, prefix: str = "") -> None:
+    """The line printed for a fitted image; prefix goes before its PSNR (e.g. the inner-step PSNR)."""
+    at_once = f" ({group_size} at once)" if group_size > 1 else ""
+    note = "  DIVERGED (best state kept)" if result["diverged"] else ""
+    print(f"{name}: {result['height']}x{result['width']}{prefix} PSNR {result['psnr']:.2f} dB, "
+          f"SSIM {result['ssim']:.4f}, MS-SSIM {result['ms_ssim']:.4f}, {result['epochs_run']} epochs, "
+          f"{result['steps_per_second']:.1f} steps/s{at_once}{note}")
+
+
+def finish_experiment(exp_dir: Path) -> dict:
+    """Write and print the experiment's result.json over all its images."""
     summary = aggregate_results(exp_dir)
     print(f"{summary['num_images']} images: mean PSNR {summary['avg_psnr']:.2f} dB -> {exp_dir / RESULT_FILE}")
-    return exp_dir
+    return summary
 
 
 def model_config_for(flag_values: dict, channels: int) -> ModelConfig:

@@ -654,13 +654,14 @@ def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool =
     returns the experiment folder."""
     from .images import (
         ImageSignal,
-        aggregate_results,
         check_images,
         evaluate,
+        finish_experiment,
         fit_groups,
         fit_image,
         fit_images_batched,
         is_finished,
+        report_fit,
         train_config_for,
     )
 
@@ -731,11 +732,8 @@ def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool =
                                          extras=[m[2] for m in members], step_hook=step_hook,
                                          show_progress=show_progress)
         for (signal, _, extra, _), result in zip(members, results):
-            note = "  DIVERGED (best state kept)" if result["diverged"] else ""
-            print(f"{signal.name}: {result['height']}x{result['width']}"
-                  f"{' (fitted turned)' if extra['rotated'] else ''} PSNR {extra['psnr_after_inner_steps']:.2f} dB "
-                  f"after the inner steps, {result['psnr']:.2f} dB after {result['epochs_run']} epochs, "
-                  f"SSIM {result['ssim']:.4f}, MS-SSIM {result['ms_ssim']:.4f}{note}")
-    summary = aggregate_results(exp_dir)
-    print(f"{summary['num_images']} images: mean PSNR {summary['avg_psnr']:.2f} dB -> {exp_dir / 'result.json'}")
+            turned = " (fitted turned)" if extra["rotated"] else ""
+            report_fit(signal.name, result, len(members),
+                       f"{turned} PSNR {extra['psnr_after_inner_steps']:.2f} dB after the inner steps ->")
+    finish_experiment(exp_dir)
     return exp_dir
