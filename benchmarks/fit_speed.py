@@ -7,11 +7,11 @@ Paths measured (each a full forward + backward + Adam step over the whole image)
   compiled   cached + torch.compile of the MLP (the default for images of >= 65536 pixels)
   amp        compiled + float16 autocast (CUDA only; changes results slightly)
 
-With --batched K1 K2 ...: images per hour at a fixed step count when K images of one size are fitted
-at once (batched.fit_many) against one by one (train.fit), on the first landscape Kodak images.
+With --batched K1 K2 ...: images per hour at a fixed step count for the first K Kodak images (landscape
+first), fitted in groups of one size at once (batched.fit_many) against one by one (train.fit).
 
     python benchmarks/fit_speed.py --image ../shared/data/KODAK/kodim01.png --widths 32 64 128 --factors 1 4
-    python benchmarks/fit_speed.py --batched 1 4 18 --factors 4 --widths 32 --steps 50
+    python benchmarks/fit_speed.py --batched 1 4 24 --factors 4 --widths 32 --steps 30 --compile
 """
 
 from __future__ import annotations
@@ -84,48 +84,71 @@ def time_fit(model: INR, coords, values, steps: int, compiled: bool, amp: bool, 
 
 
 def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], steps: int, device,
-                       compiled: bool) -> list[dict]:
-    """Images per hour at `steps` steps: K images at once vs the same K one by one."""
+                       compiled: bool, repeats: int = 3, one_by_one_compiled: bool | None = None) -> list[dict]:
+    """Images per hour at `steps` steps: the first K Kodak images (landscape first, then portrait),
+    fitted in groups of one size at once (as overfitINR.py --batch_images K does) vs one by one.
+
+    Each figure is the best of `repeats` timed runs (some processes on the 2-core development machine
+    run eager steps 1.7x slower at random; RESULTS.md section 2); compilation is in an untimed warm-up.
+    one_by_one_compiled: the one-by-one path (default: the same setting as the batched one).
+    """
     from inrcompress.batched import fit_many
 
-    images = []
-    for path in sorted(kodak.glob("kodim*.png")):
-        image = load_image(path, factor)
-        if image.shape[1] > image.shape[0]:
-            images.append(image)
-    coords = coordinate_grid(images[0].shape[:2]).to(device)
+    images = [load_image(p, factor) for p in sorted(kodak.glob("kodim*.png"))]
+    images.sort(key=lambda im: im.shape[1] <= im.shape[0])  # landscape first, stable within each kind
+    single_compiled = compiled if one_by_one_compiled is None else one_by_one_compiled
     cfg = TrainConfig(epochs=steps, lr=1e-4, compile=compiled)
-    warm = TrainConfig(epochs=2, lr=1e-4, compile=compiled)
+    single_cfg = TrainConfig(epochs=steps, lr=1e-4, compile=single_compiled)
     rows = []
     for count in counts:
-        values = [image_to_values(im).to(device) for im in images[:count]]
-        count = len(values)
+        chosen = images[:count]
+        groups: dict = {}
+        for im in chosen:
+            groups.setdefault(tuple(im.shape[:2]), []).append(im)
+        work = [(coordinate_grid(shape).to(device), [image_to_values(im).to(device) for im in members])
+                for shape, members in groups.items()]
 
-        def models(count=count):
+        def models(n: int) -> list[INR]:
             torch.manual_seed(0)
-            return [INR(ModelConfig(hidden_dims=width, ff_dims=16)).to(device) for _ in range(count)]
+            return [INR(ModelConfig(hidden_dims=width, ff_dims=16)).to(device) for _ in range(n)]
 
-        fit_many(models(), coords, values, warm, [None] * count, show_progress=False)
-        sync(device)
-        start = time.perf_counter()
-        fit_many(models(), coords, values, cfg, [None] * count, show_progress=False)
-        sync(device)
-        batched = time.perf_counter() - start
-        fit(models()[0], coords, values[0], warm, show_progress=False)
-        sync(device)
-        start = time.perf_counter()
-        for model, v in zip(models(), values):
-            fit(model, coords, v, cfg, show_progress=False)
-        sync(device)
-        single = time.perf_counter() - start
-        rows.append({"images": count, "pixels": coords.shape[0], "width": width, "steps": steps,
-                     "batched_images_per_hour": count * 3600 / batched,
-                     "one_by_one_images_per_hour": count * 3600 / single, "speedup": single / batched})
+        def run_batched(config: TrainConfig, work=work) -> None:
+            for coords, values in work:
+                fit_many(models(len(values)), coords, values, config, [None] * len(values), show_progress=False)
+
+        def run_single(config: TrainConfig, work=work) -> None:
+            for coords, values in work:
+                for model, v in zip(models(len(values)), values):
+                    fit(model, coords, v, config, show_progress=False)
+
+        run_batched(TrainConfig(epochs=2, lr=1e-4, compile=compiled))
+        for coords, values in work:
+            fit(models(1)[0], coords, values[0], TrainConfig(epochs=2, lr=1e-4, compile=single_compiled),
+                show_progress=False)
+        batched_times, single_times = [], []
+        for _ in range(repeats):
+            batched_times.append(timed(run_batched, cfg, device))
+            single_times.append(timed(run_single, single_cfg, device))
+        batched, single = min(batched_times), min(single_times)
+        n_images = len(chosen)
+        rows.append({"images": n_images, "groups": [len(v) for _, v in work], "factor": factor, "width": width,
+                     "steps": steps, "batched_compiled": compiled, "one_by_one_compiled": single_compiled,
+                     "batched_images_per_hour": n_images * 3600 / batched,
+                     "one_by_one_images_per_hour": n_images * 3600 / single, "speedup": single / batched,
+                     "batched_seconds": batched_times, "one_by_one_seconds": single_times})
         r = rows[-1]
-        print(f"{count:>3} images {coords.shape[0]:>7} px w{width}: batched {r['batched_images_per_hour']:>9.0f} img/h, "
-              f"one by one {r['one_by_one_images_per_hour']:>9.0f} img/h at {steps} steps -> {r['speedup']:.2f}x",
-              flush=True)
+        print(f"{n_images:>3} images (groups {r['groups']}) w{width}: batched {r['batched_images_per_hour']:>9.0f} "
+              f"img/h, one by one {r['one_by_one_images_per_hour']:>9.0f} img/h at {steps} steps -> "
+              f"{r['speedup']:.2f}x", flush=True)
     return rows
+
+
+def timed(run, config: TrainConfig, device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    run(config)
+    sync(device)
+    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batched", type=int, nargs="+", help="measure batched fitting of this many images")
     parser.add_argument("--kodak", default="../shared/data/KODAK")
     parser.add_argument("--compile", action="store_true", help="compile the batched and one-by-one steps")
+    parser.add_argument("--one_by_one", choices=["same", "compiled", "eager"], default="same",
+                        help="the one-by-one path to compare with (default: as --compile)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (the best is kept)")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -151,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for factor in args.factors:
             for width in args.widths:
+                single = None if args.one_by_one == "same" else args.one_by_one == "compiled"
                 rows += batched_throughput(Path(args.kodak), factor, width, args.batched, args.steps, device,
-                                           args.compile)
+                                           args.compile, args.repeats, single)
         if args.json:
             Path(args.json).write_text(json.dumps({"device": name, "batched": rows}, indent=2))
         return 0

@@ -1,7 +1,11 @@
-"""Full-resolution Kodak on one GPU: fit all 24 images at one width as batched groups (18 landscape,
-6 portrait), quantize and code them into .inr files, and print the RD point next to the paper's.
+"""Full-resolution Kodak on one GPU: fit all 24 images at one width, quantize and code them into .inr
+files, and print the RD point next to the paper's.
 
     python benchmarks/gpu_kodak.py --kodak ../shared/data/KODAK --width 32 --epochs 25000 --bitwidth 8
+
+--batch_images auto (the default) first times a few steps of the 18 landscape images fitted at once
+(batched.fit_many) against one image alone and fits the way that does more image-steps per second
+on this device: in groups of one size (18 landscape, 6 portrait) or one by one.
 
 The paper's settings are the default (lr 5e-4, l1 1e-5, 25000 steps, AdaRound 1000 iterations per
 layer, 300 QAT steps); --epochs, --adaround_iterations and --retrain_epochs trade quality for time.
@@ -15,11 +19,45 @@ import json
 import time
 from pathlib import Path
 
+import torch
+from inrcompress.batched import fit_many
+from inrcompress.config import ModelConfig, TrainConfig
+from inrcompress.data import coordinate_grid, image_to_values, load_image
+from inrcompress.nn import INR
 from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.tools.quantize_and_test import main as quantize_main
+from inrcompress.train import fit
 
 # The paper's Kodak curves (results/KODAK/*.json of its repository): width -> (bpp, PSNR).
 PAPER_BASIC_8BIT = {32: (0.09960, 25.637), 48: (0.18792, 27.147), 64: (0.29943, 28.414), 128: (0.94629, 32.267)}
+
+
+def seconds_per_image_step(kodak: Path, width: int, steps: int = 10) -> tuple[float, float]:
+    """(one by one, 18 at once): measured seconds per image per step on this device, compiled as
+    overfitINR.py --compile auto would, after an untimed warm-up that includes compilation."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    images = [im for im in (load_image(p, 1) for p in sorted(kodak.glob("kodim*.png"))) if im.shape[1] > im.shape[0]]
+    coords = coordinate_grid(images[0].shape[:2]).to(device)
+    values = [image_to_values(im).to(device) for im in images]
+
+    def models(n: int) -> list[INR]:
+        torch.manual_seed(0)
+        return [INR(ModelConfig(hidden_dims=width, ff_dims=16)).to(device) for _ in range(n)]
+
+    def timed(run) -> float:
+        run(TrainConfig(epochs=2, lr=5e-4, compile=True))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run(TrainConfig(epochs=steps, lr=5e-4, compile=True))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    single = timed(lambda cfg: fit(models(1)[0], coords, values[0], cfg, show_progress=False)) / steps
+    batched = timed(lambda cfg: fit_many(models(len(values)), coords, values, cfg, [None] * len(values),
+                                         show_progress=False)) / steps / len(values)
+    return single, batched
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,17 +68,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bitwidth", type=int, default=8)
     parser.add_argument("--adaround_iterations", type=int, default=1000)
     parser.add_argument("--retrain_epochs", type=int, default=300)
-    # One by one was faster than the batched path on an H200 (benchmarks/RESULTS.md, section 2).
-    parser.add_argument("--batch_images", type=int, default=1)
+    parser.add_argument("--batch_images", default="auto", help="auto (time both ways first), or a number")
     parser.add_argument("--exp_root", default="benchmarks/output/gpu_kodak")
     args = parser.parse_args(argv)
 
     data_root = Path(args.kodak).resolve().parent
     dataset = Path(args.kodak).name
     common = [f"--data_root={data_root}", f"--dataset={dataset}", f"--exp_root={args.exp_root}"]
+    batch_images = args.batch_images
+    if batch_images == "auto":
+        single, batched = seconds_per_image_step(Path(args.kodak), args.width)
+        batch_images = "24" if batched < single else "1"
+        print(f"per image-step: one by one {single * 1e3:.2f} ms, 18 at once {batched * 1e3:.2f} ms "
+              f"-> --batch_images {batch_images}", flush=True)
     started = time.perf_counter()
     assert overfit_main(common + [f"--epochs={args.epochs}", "--lr=0.0005", "--l1_reg=0.00001",
-                                  f"--hidden_dims={args.width}", f"--batch_images={args.batch_images}",
+                                  f"--hidden_dims={args.width}", f"--batch_images={batch_images}",
                                   "--steps_til_summary=5000", "--epochs_til_ckpt=5000"]) == 0
     fit_seconds = time.perf_counter() - started
     exp = next(p for p in Path(args.exp_root).iterdir()

@@ -5,7 +5,7 @@ import torch
 from inrcompress.batched import fit_many
 from inrcompress.config import ModelConfig, TrainConfig
 from inrcompress.data import coordinate_grid, image_to_values
-from inrcompress.nn import INR
+from inrcompress.nn import INR, stacked_mlp_forward, stacked_mlp_sse_grads
 from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.train import fit
 
@@ -41,6 +41,42 @@ def test_batched_equals_one_by_one(cfg):
             assert torch.allclose(pa, pb, atol=2e-5), (pa - pb).abs().max()
         assert ra.best_epoch == rb.best_epoch and ra.epochs_run == rb.epochs_run
         assert rb.losses == pytest.approx(ra.losses, rel=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["sine", "relu"])
+@pytest.mark.parametrize("shared_input", [True, False])
+@pytest.mark.parametrize("split_rows", [0, 32])
+def test_explicit_backprop_equals_autograd(activation, shared_input, split_rows):
+    torch.manual_seed(1)
+    n_models, rows, dims = 3, 96, [10, 16, 16, 3]
+    weights = [(torch.randn(n_models, b, a) / a).requires_grad_() for a, b in zip(dims[:-1], dims[1:])]
+    biases = [(torch.randn(n_models, b) * 0.1).requires_grad_() for b in dims[1:]]
+    features = torch.rand(rows, dims[0]) * 2 - 1 if shared_input else torch.rand(n_models, rows, dims[0]) * 2 - 1
+    targets = torch.rand(n_models, rows, dims[-1]) * 2 - 1
+    scale = 1.0 / (rows * dims[-1])
+    prediction = stacked_mlp_forward(features, weights, biases, activation)
+    losses = ((prediction - targets) ** 2).sum(dim=(1, 2)) * scale
+    losses.sum().backward()
+    got_losses, weight_grads, bias_grads = stacked_mlp_sse_grads(
+        features, [w.detach() for w in weights], [b.detach() for b in biases], activation, targets, scale,
+        split_rows=split_rows)
+    assert torch.allclose(got_losses, losses.detach(), rtol=1e-6)
+    for param, grad in zip(weights + biases, weight_grads + bias_grads):
+        assert grad.shape == param.shape
+        assert torch.allclose(grad, param.grad, rtol=1e-5, atol=1e-7), (grad - param.grad).abs().max()
+
+
+def test_batched_equals_one_by_one_across_row_chunks():
+    coords, values = _signals()  # 384 pixels: chunks of 100 rows leave a partial last chunk
+    cfg = TrainConfig(epochs=30, lr=1e-3, l1_reg=1e-4)
+    singles = _models(3)
+    for m, v in zip(singles, values):
+        fit(m, coords, v, cfg, show_progress=False)
+    batched = _models(3)
+    fit_many(batched, coords, values, cfg, [None] * 3, show_progress=False, chunk_rows=100)
+    for a, b in zip(singles, batched):
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            assert torch.allclose(pa, pb, atol=2e-5), (pa - pb).abs().max()
 
 
 def test_one_image_diverging_leaves_the_others_alone():

@@ -1,7 +1,9 @@
 """Fitting N images of one size and architecture at once, as one batched computation.
 
 The N networks are independent and tiny; stacked into (N, out, in) weights they run as batched
-matmuls, which keeps a GPU busy and amortises per-step overheads. Everything that `train.fit`
+matmuls, which keeps a GPU busy and amortises per-step overheads. The step backpropagates by hand
+(nn.stacked_mlp_sse_grads: no autograd graph, every product one GEMM on contiguous operands, the
+elementwise work fused by torch.compile when it is on). Everything that `train.fit`
 does per image is kept per image: its own Adam state and learning rate (the Adam update is written
 out with a per-image step size; it is torch.optim.Adam's formula), its own ReduceLROnPlateau, early
 stop, best state (the parameters that produced its lowest loss), NaN handling, checkpoints,
@@ -22,7 +24,7 @@ from typing import Callable
 import torch
 
 from .config import TrainConfig
-from .nn import INR, stacked_mlp_forward
+from .nn import INR, stacked_mlp_sse_grads
 from .train import (
     CHECKPOINT_DIR,
     DEFAULT_CPU_CHUNK_ROWS,
@@ -38,16 +40,23 @@ BATCH_RESUME_FILE = "model_current_batched.pth"
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
-_compiled_stacked = None
+_compiled_sse_grads = None
 
 
-def _stacked_forward(use_compile: bool):
-    global _compiled_stacked
+def _sse_grads(use_compile: bool):
+    global _compiled_sse_grads
     if not use_compile:
-        return stacked_mlp_forward
-    if _compiled_stacked is None:
-        _compiled_stacked = torch.compile(stacked_mlp_forward, dynamic=False)
-    return _compiled_stacked
+        return stacked_mlp_sse_grads
+    if _compiled_sse_grads is None:
+        _compiled_sse_grads = torch.compile(stacked_mlp_sse_grads, dynamic=False)
+    return _compiled_sse_grads
+
+
+def gradient_block_rows(n_rows: int, target: int = 8192) -> int:
+    """The divisor of n_rows nearest to `target` within [target/4, 4*target], or 0 if there is none
+    (then the weight gradients are single GEMMs). 393,216 Kodak pixels -> 8192."""
+    candidates = [d for d in range(target // 4, 4 * target + 1) if n_rows % d == 0 and d < n_rows]
+    return min(candidates, key=lambda d: (abs(d - target), d)) if candidates else 0
 
 
 class _PerImageSchedule:
@@ -108,8 +117,11 @@ def fit_many(
     device = next(models[0].parameters()).device
     if chunk_rows == -1:  # the same activation block per chunk as one image's 8192 rows
         chunk_rows = max(256, DEFAULT_CPU_CHUNK_ROWS // n_models) if device.type == "cpu" else None
+    # On a GPU the whole signal goes in one chunk and each weight gradient is summed over row blocks
+    # (see stacked_mlp_sse_grads); a CPU reduces over a chunk's few hundred rows in one GEMM.
+    split_rows = 0 if device.type == "cpu" else gradient_block_rows(chunk_rows or len(coords))
     use_compile = cfg.compile and (device.type != "cpu" or _compiler_available())
-    forward = _stacked_forward(use_compile)
+    sse_grads = _sse_grads(use_compile)
     activation = models[0].cfg.activation
     n_layers = len(models[0].layers)
 
@@ -119,8 +131,8 @@ def fit_many(
     n_points, n_channels = targets.shape[1], targets.shape[2]
     params = []  # W0, b0, W1, b1, ... each (N, ...)
     for k in range(n_layers):
-        params.append(torch.stack([m.layers[k].weight.detach() for m in models]).clone().requires_grad_())
-        params.append(torch.stack([m.layers[k].bias.detach() for m in models]).clone().requires_grad_())
+        params.append(torch.stack([m.layers[k].weight.detach() for m in models]).clone())
+        params.append(torch.stack([m.layers[k].bias.detach() for m in models]).clone())
     names = [f"layers.{k}.{kind}" for k in range(n_layers) for kind in ("weight", "bias")]
     refs = None
     if reference_params is not None:
@@ -188,24 +200,28 @@ def fit_many(
             if cfg.warmup and step <= cfg.warmup:
                 for s in schedules:
                     s.lr = step * cfg.lr / cfg.warmup
-            for p in params:
-                p.grad = None
+            grads = [torch.zeros_like(p) for p in params]
             data_loss = torch.zeros(n_models, device=device)
+            weights, biases = params[0::2], params[1::2]
             for start in range(0, n_points, chunk):
-                pred = forward(features[start:start + chunk], params[0::2], params[1::2], activation)
-                part = ((pred - targets[:, start:start + chunk]) ** 2).sum(dim=(1, 2)) / (n_points * n_channels)
-                part.sum().backward()
-                data_loss += part.detach()
+                part, weight_grads, bias_grads = sse_grads(
+                    features[start:start + chunk], weights, biases, activation, targets[:, start:start + chunk],
+                    1.0 / (n_points * n_channels), split_rows)
+                for k in range(n_layers):
+                    grads[2 * k].add_(weight_grads[k])
+                    grads[2 * k + 1].add_(bias_grads[k])
+                data_loss += part
             l1 = None
             if cfg.l1_reg > 0:
-                dims = lambda t: tuple(range(1, t.dim()))
-                l1 = cfg.l1_reg * sum(((p - refs[k]) if refs is not None else p).abs().sum(dim=dims(p))
-                                      for k, p in enumerate(params))
-                l1.sum().backward()
-            total = data_loss + (l1.detach() if l1 is not None else 0.0)
+                l1 = torch.zeros(n_models, device=device)
+                for k, p in enumerate(params):
+                    offset = p - refs[k] if refs is not None else p
+                    l1 += cfg.l1_reg * offset.abs().sum(dim=tuple(range(1, p.dim())))
+                    grads[k].add_(torch.sign(offset), alpha=cfg.l1_reg)  # what autograd gives for |x|
+            total = data_loss + (l1 if l1 is not None else 0.0)
             totals = total.tolist()  # one transfer for every per-image number of this step
             data_values = data_loss.tolist()
-            l1_values = l1.detach().tolist() if l1 is not None else None
+            l1_values = l1.tolist() if l1 is not None else None
 
             active = []
             for n, value in enumerate(totals):
@@ -231,9 +247,9 @@ def fit_many(
             bias1 = 1 - beta1 ** step
             bias2_sqrt = math.sqrt(1 - beta2 ** step)
             with torch.no_grad():
-                for p, m, v in zip(params, exp_avg, exp_avg_sq):
+                for p, g, m, v in zip(params, grads, exp_avg, exp_avg_sq):
                     shape = (-1,) + (1,) * (p.dim() - 1)
-                    grad = torch.where(mask.view(shape), p.grad, torch.zeros_like(p.grad))
+                    grad = torch.where(mask.view(shape), g, torch.zeros_like(g))
                     m.lerp_(grad, 1 - beta1)
                     v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                     denom = (v.sqrt() / bias2_sqrt).add_(ADAM_EPS)

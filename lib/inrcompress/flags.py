@@ -100,7 +100,8 @@ def define_overfitting(fv: flags.FlagValues, *, dataset: str | None = "KODAK", e
     flags.DEFINE_integer("steps_til_summary", 1000, "Steps between TensorBoard image summaries.", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_enum("compile", "auto", ["auto", "on", "off"],
-                      "torch.compile the training step: auto = on for signals of >= 65536 points.",
+                      "torch.compile the training step: auto = on when a step covers >= 65536 points "
+                      "(one image, or all images fitted at once with --batch_images).",
                       flag_values=fv)
     flags.DEFINE_integer("batch_images", 1, "Fit up to this many images of the same size at once, as one "
                          "batched computation (results as one by one, up to float rounding).", lower_bound=1,

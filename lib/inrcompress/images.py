@@ -248,7 +248,7 @@ def run_overfit(flag_values: dict, *, step_hook=None, show_progress: bool = True
                          [image_signal(pending[group[0]], flag_values["downscaling_factor"], device)])
         first = group_signals[0]
         model_cfg = model_config_for(flag_values, first.channels)
-        train_cfg = train_config_for(flag_values, first.coords.shape[0])
+        train_cfg = train_config_for(flag_values, first.coords.shape[0] * len(group))
         run_dirs = [exp_dir / pending[i].stem for i in group]
         if len(group) == 1:
             results = [fit_image(first, model_cfg, train_cfg, run_dirs[0], device, step_hook=step_hook,
@@ -285,7 +285,8 @@ def model_config_for(flag_values: dict, channels: int) -> ModelConfig:
 
 
 def train_config_for(flag_values: dict, num_points: int) -> TrainConfig:
-    """TrainConfig from the flags; --compile auto turns compilation on for big signals."""
+    """TrainConfig from the flags; --compile auto turns compilation on when a step covers at least
+    COMPILE_MIN_POINTS points (num_points: pixels of one image, times the images fitted at once)."""
     from .config import train_config_from_flags
 
     mode = flag_values.get("compile", "off")

@@ -720,7 +720,7 @@ def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool =
     groups = fit_groups([p[0] for p in pending], [p[3] for p in pending], int(flag_values.get("batch_images", 1)))
     for group in groups:
         members = [pending[i] for i in group]
-        train_cfg = train_config_for(fit_flags, members[0][0].coords.shape[0])
+        train_cfg = train_config_for(fit_flags, members[0][0].coords.shape[0] * len(members))
         if len(members) == 1:
             signal, adapted, extra, run_dir = members[0]
             results = [fit_image(signal, cfg, train_cfg, run_dir, device, model=adapted, reference_params=theta_0,

@@ -121,6 +121,72 @@ def stacked_mlp_forward(features: torch.Tensor, weights: list[torch.Tensor], bia
     return x
 
 
+def stacked_mlp_sse_grads(features: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
+                          activation: str, targets: torch.Tensor, scale: float,
+                          split_rows: int = 0) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """scale * sum of squared errors of N stacked networks, and its gradients, by explicit backprop.
+
+    The same numbers as stacked_mlp_forward + autograd (tests/test_batched.py), first order only.
+    Written out, a fitting step builds no autograd graph, the shared first-layer input gives one
+    GEMM for all networks' weight gradients, and torch.compile sees forward and backward as one
+    graph: 1.5x faster than autograd on the CPU (benchmarks/RESULTS.md, section 2).
+    features: (P, in) shared or (N, P, in); targets (N, P, out); returns (N,) losses, the weight
+    gradients (N, out, in) and bias gradients (N, out).
+    split_rows > 0 computes each weight gradient as sums over blocks of that many rows (P must be
+    a multiple): a GEMM that reduces over a few hundred thousand rows into a 32x32 output leaves most
+    of a GPU idle, one per block does not.
+    Under torch.compile the elementwise work fuses into one pass per layer and the GEMMs stay
+    library calls.
+    """
+    sine = activation == "sine"
+    n_models = weights[0].shape[0]
+    inputs, pre_activations = [], []
+    x = features
+    for k, (w, b) in enumerate(zip(weights, biases)):
+        inputs.append(x)
+        z = torch.baddbmm(b.unsqueeze(1), x.expand(n_models, -1, -1) if x.dim() == 2 else x, w.transpose(1, 2))
+        if k < len(weights) - 1:
+            if sine:
+                z = z * SIREN_OMEGA  # kept for the backward pass: d sin(30 z)/dz = 30 cos(30 z)
+                x = torch.sin(z)
+            else:
+                x = torch.relu(z)
+            pre_activations.append(z)
+        else:
+            x = z
+    error = x - targets
+    losses = (error * error).sum(dim=(1, 2)) * scale
+    grad = error * (2.0 * scale)  # d loss / d output, (N, P, out)
+    weight_grads, bias_grads = [None] * len(weights), [None] * len(weights)
+    for k in range(len(weights) - 1, -1, -1):
+        x = inputs[k]
+        bias_grads[k] = grad.sum(dim=1)
+        weight_grads[k] = _weight_grad(grad, x, split_rows)
+        if k > 0:
+            grad = torch.bmm(grad, weights[k])
+            z = pre_activations[k - 1]
+            if sine:
+                grad = grad * torch.cos(z) * SIREN_OMEGA
+            else:
+                grad = grad * (z > 0)
+    return losses, weight_grads, bias_grads
+
+
+def _weight_grad(grad: torch.Tensor, x: torch.Tensor, split_rows: int) -> torch.Tensor:
+    """sum over rows p of grad[n, p, :]^T x[n, p, :] -> (N, out, in); x may be shared (P, in)."""
+    n_models, n_rows, n_out = grad.shape
+    if x.dim() == 2:
+        # One GEMM for all networks: (N*out, P) @ (P, in); the shared input is read once.
+        flat = grad.permute(0, 2, 1).reshape(n_models * n_out, n_rows)
+        return (flat @ x).view(n_models, n_out, x.shape[1])
+    if split_rows and n_rows > split_rows and n_rows % split_rows == 0:
+        blocks = n_rows // split_rows
+        partial = torch.bmm(grad.reshape(n_models * blocks, split_rows, n_out).transpose(1, 2),
+                            x.reshape(n_models * blocks, split_rows, x.shape[2]))
+        return partial.view(n_models, blocks, n_out, x.shape[2]).sum(dim=1)
+    return torch.bmm(grad.transpose(1, 2), x)
+
+
 class INR(nn.Module):
     """coordinates (..., in_features) in [-1, 1] -> values (..., out_features).
 
