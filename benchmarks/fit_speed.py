@@ -105,7 +105,7 @@ def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], 
         groups: dict = {}
         for im in chosen:
             groups.setdefault(tuple(im.shape[:2]), []).append(im)
-        work = [(coordinate_grid(shape).to(device), [image_to_values(im).to(device) for im in members])
+        work = [(shape, coordinate_grid(shape).to(device), [image_to_values(im).to(device) for im in members])
                 for shape, members in groups.items()]
 
         def models(n: int) -> list[INR]:
@@ -113,16 +113,17 @@ def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], 
             return [INR(ModelConfig(hidden_dims=width, ff_dims=16)).to(device) for _ in range(n)]
 
         def run_batched(config: TrainConfig, work=work) -> None:
-            for coords, values in work:
-                fit_many(models(len(values)), coords, values, config, [None] * len(values), show_progress=False)
+            for shape, coords, values in work:  # as overfitINR.py --batch_images calls it
+                fit_many(models(len(values)), coords, values, config, [None] * len(values), show_progress=False,
+                         grid_shape=shape)
 
         def run_single(config: TrainConfig, work=work) -> None:
-            for coords, values in work:
+            for _, coords, values in work:
                 for model, v in zip(models(len(values)), values):
                     fit(model, coords, v, config, show_progress=False)
 
         run_batched(TrainConfig(epochs=2, lr=1e-4, compile=compiled))
-        for coords, values in work:
+        for _, coords, values in work:
             fit(models(1)[0], coords, values[0], TrainConfig(epochs=2, lr=1e-4, compile=single_compiled),
                 show_progress=False)
         batched_times, single_times = [], []
@@ -131,7 +132,7 @@ def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], 
             single_times.append(timed(run_single, single_cfg, device))
         batched, single = min(batched_times), min(single_times)
         n_images = len(chosen)
-        rows.append({"images": n_images, "groups": [len(v) for _, v in work], "factor": factor, "width": width,
+        rows.append({"images": n_images, "groups": [len(v) for _, _, v in work], "factor": factor, "width": width,
                      "steps": steps, "batched_compiled": compiled, "one_by_one_compiled": single_compiled,
                      "batched_images_per_hour": n_images * 3600 / batched,
                      "one_by_one_images_per_hour": n_images * 3600 / single, "speedup": single / batched,

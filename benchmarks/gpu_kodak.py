@@ -56,7 +56,7 @@ def seconds_per_image_step(kodak: Path, width: int, steps: int = 10) -> tuple[fl
 
     single = timed(lambda cfg: fit(models(1)[0], coords, values[0], cfg, show_progress=False)) / steps
     batched = timed(lambda cfg: fit_many(models(len(values)), coords, values, cfg, [None] * len(values),
-                                         show_progress=False)) / steps / len(values)
+                                         show_progress=False, grid_shape=images[0].shape[:2])) / steps / len(values)
     return single, batched
 
 

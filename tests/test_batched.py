@@ -5,7 +5,7 @@ import torch
 from inrcompress.batched import fit_many
 from inrcompress.config import ModelConfig, TrainConfig
 from inrcompress.data import coordinate_grid, image_to_values
-from inrcompress.nn import INR, stacked_mlp_forward, stacked_mlp_sse_grads
+from inrcompress.nn import INR, separable_grid_features, stacked_mlp_forward, stacked_mlp_sse_grads
 from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.train import fit
 
@@ -30,12 +30,13 @@ def _models(n, seed=0):
     TrainConfig(epochs=60, lr=1e-3),
     TrainConfig(epochs=60, lr=1e-3, l1_reg=1e-4, patience=3, warmup=5),
 ])
-def test_batched_equals_one_by_one(cfg):
+@pytest.mark.parametrize("grid_shape", [None, (16, 24)])
+def test_batched_equals_one_by_one(cfg, grid_shape):
     coords, values = _signals()
     singles = _models(3)
     single_results = [fit(m, coords, v, cfg, show_progress=False) for m, v in zip(singles, values)]
     batched = _models(3)
-    batched_results = fit_many(batched, coords, values, cfg, [None] * 3, show_progress=False)
+    batched_results = fit_many(batched, coords, values, cfg, [None] * 3, show_progress=False, grid_shape=grid_shape)
     for a, b, ra, rb in zip(singles, batched, single_results, batched_results):
         for pa, pb in zip(a.parameters(), b.parameters()):
             assert torch.allclose(pa, pb, atol=2e-5), (pa - pb).abs().max()
@@ -66,17 +67,43 @@ def test_explicit_backprop_equals_autograd(activation, shared_input, split_rows)
         assert torch.allclose(grad, param.grad, rtol=1e-5, atol=1e-7), (grad - param.grad).abs().max()
 
 
-def test_batched_equals_one_by_one_across_row_chunks():
-    coords, values = _signals()  # 384 pixels: chunks of 100 rows leave a partial last chunk
+@pytest.mark.parametrize("grid_shape", [None, (16, 24)])
+def test_batched_equals_one_by_one_across_row_chunks(grid_shape):
+    # 384 pixels: chunks of 100 points (or of 4 grid rows, 96 points) leave a partial last chunk
+    coords, values = _signals()
     cfg = TrainConfig(epochs=30, lr=1e-3, l1_reg=1e-4)
     singles = _models(3)
     for m, v in zip(singles, values):
         fit(m, coords, v, cfg, show_progress=False)
     batched = _models(3)
-    fit_many(batched, coords, values, cfg, [None] * 3, show_progress=False, chunk_rows=100)
+    fit_many(batched, coords, values, cfg, [None] * 3, show_progress=False, chunk_rows=100, grid_shape=grid_shape)
     for a, b in zip(singles, batched):
         for pa, pb in zip(a.parameters(), b.parameters()):
             assert torch.allclose(pa, pb, atol=2e-5), (pa - pb).abs().max()
+
+
+@pytest.mark.parametrize("encoding", ["nerf", "positional", "mlp"])
+def test_grid_features_give_the_same_loss_and_gradients(encoding):
+    torch.manual_seed(2)
+    shape = (6, 10)
+    model = INR(ModelConfig(hidden_dims=16, hidden_layers=1, ff_dims=4, encoding=encoding))
+    features = model.encode(coordinate_grid(shape))
+    grid = separable_grid_features(features, shape)
+    assert grid is not None and grid[0].shape[0] == 6 and grid[1].shape[0] == 10
+    weights = [torch.stack([layer.weight.detach()] * 2) + 0.01 * torch.randn(2, *layer.weight.shape)
+               for layer in model.layers]
+    biases = [torch.stack([layer.bias.detach()] * 2) for layer in model.layers]
+    targets = torch.rand(2, 60, 3)
+    flat = stacked_mlp_sse_grads(features, weights, biases, "sine", targets, 0.01)
+    factored = stacked_mlp_sse_grads(grid, weights, biases, "sine", targets, 0.01)
+    assert torch.allclose(flat[0], factored[0], rtol=1e-5)
+    for a, b in zip(flat[1] + flat[2], factored[1] + factored[2]):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), (a - b).abs().max()
+
+
+def test_gaussian_features_are_not_separable():
+    model = INR(ModelConfig(hidden_dims=16, ff_dims=4, encoding="gauss"))
+    assert separable_grid_features(model.encode(coordinate_grid((5, 7))), (5, 7)) is None
 
 
 def test_one_image_diverging_leaves_the_others_alone():

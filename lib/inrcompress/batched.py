@@ -24,10 +24,9 @@ from typing import Callable
 import torch
 
 from .config import TrainConfig
-from .nn import INR, stacked_mlp_sse_grads
+from .nn import INR, separable_grid_features, stacked_mlp_sse_grads
 from .train import (
     CHECKPOINT_DIR,
-    DEFAULT_CPU_CHUNK_ROWS,
     FitResult,
     _compiler_available,
     load_checkpoint,
@@ -37,6 +36,7 @@ from .train import (
 )
 
 BATCH_RESUME_FILE = "model_current_batched.pth"
+BATCHED_CPU_CHUNK_ROWS = 1024
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
@@ -100,10 +100,14 @@ def fit_many(
     chunk_rows: int | None = -1,
     step_hook: Callable[[int], None] | None = None,
     show_progress: bool = True,
+    grid_shape: tuple[int, int] | None = None,
 ) -> list[FitResult]:
     """Fit models[n] to values[n] (all at coords), in place; the batched twin of train.fit.
 
     models: INRs of one architecture on one device. coords: (P, d) in [-1, 1]; values[n]: (P, C).
+    grid_shape: (h, w) when coords is a row-major h x w grid (an image's pixels); with an encoding
+    whose features each depend on one coordinate, the first layer then runs per grid row and
+    column instead of per point (nn.separable_grid_features; the same sums, rounded differently).
     run_dirs[n]: image n's folder (checkpoints/, summaries/) or None. reference_params[n]: theta_0
     of image n's L1 term. Returns one FitResult per image; each model ends with its best state.
     """
@@ -115,8 +119,8 @@ def fit_many(
     if any(m.cfg != models[0].cfg for m in models):
         raise ValueError("fit_many needs models of one architecture")
     device = next(models[0].parameters()).device
-    if chunk_rows == -1:  # the same activation block per chunk as one image's 8192 rows
-        chunk_rows = max(256, DEFAULT_CPU_CHUNK_ROWS // n_models) if device.type == "cpu" else None
+    if chunk_rows == -1:  # the fastest of 455-8192 rows for 4 and 18 images (RESULTS.md, section 2)
+        chunk_rows = BATCHED_CPU_CHUNK_ROWS if device.type == "cpu" else None
     # On a GPU the whole signal goes in one chunk and each weight gradient is summed over row blocks
     # (see stacked_mlp_sse_grads); a CPU reduces over a chunk's few hundred rows in one GEMM.
     split_rows = 0 if device.type == "cpu" else gradient_block_rows(chunk_rows or len(coords))
@@ -129,6 +133,9 @@ def fit_many(
         features = models[0].encode(coords)
     targets = torch.stack(values)  # (N, P, C)
     n_points, n_channels = targets.shape[1], targets.shape[2]
+    grid = None
+    if grid_shape is not None and grid_shape[0] * grid_shape[1] == n_points:
+        grid = separable_grid_features(features, grid_shape)
     params = []  # W0, b0, W1, b1, ... each (N, ...)
     for k in range(n_layers):
         params.append(torch.stack([m.layers[k].weight.detach() for m in models]).clone())
@@ -194,6 +201,10 @@ def fit_many(
 
     beta1, beta2 = ADAM_BETAS
     chunk = chunk_rows or n_points
+    if grid is not None:  # chunks of whole grid rows
+        grid_w = grid_shape[1]
+        chunk = max(1, chunk // grid_w) * grid_w
+    chunks = [(start, min(start + chunk, n_points)) for start in range(0, n_points, chunk)]
     try:
         while epoch < cfg.epochs and not all(s["done"] for s in per_image):
             step += 1
@@ -203,10 +214,12 @@ def fit_many(
             grads = [torch.zeros_like(p) for p in params]
             data_loss = torch.zeros(n_models, device=device)
             weights, biases = params[0::2], params[1::2]
-            for start in range(0, n_points, chunk):
+            for start, stop in chunks:
+                inputs = ((grid[0][start // grid_w:stop // grid_w], grid[1]) if grid is not None
+                          else features[start:stop])
                 part, weight_grads, bias_grads = sse_grads(
-                    features[start:start + chunk], weights, biases, activation, targets[:, start:start + chunk],
-                    1.0 / (n_points * n_channels), split_rows)
+                    inputs, weights, biases, activation, targets[:, start:stop], 1.0 / (n_points * n_channels),
+                    split_rows)
                 for k in range(n_layers):
                     grads[2 * k].add_(weight_grads[k])
                     grads[2 * k + 1].add_(bias_grads[k])

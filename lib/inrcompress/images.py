@@ -151,7 +151,8 @@ def fit_images_batched(signals: list[ImageSignal], model_cfg: ModelConfig, train
     outcomes = fit_many(models, signals[0].coords, [s.values for s in signals], train_cfg, run_dirs,
                         reference_params=reference_params, loss_name="img_loss",
                         on_summary=[_summary_writer_callback(s) for s in signals],
-                        progress_desc=f"{len(signals)} images", step_hook=step_hook, show_progress=show_progress)
+                        progress_desc=f"{len(signals)} images", step_hook=step_hook, show_progress=show_progress,
+                        grid_shape=(signals[0].height, signals[0].width))
     seconds = time.perf_counter() - started
     extras = extras or [None] * len(signals)
     return [finish_image(s, m, o, seconds / len(signals), d, e)

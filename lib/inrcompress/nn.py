@@ -137,6 +137,9 @@ def stacked_mlp_sse_grads(features: torch.Tensor, weights: list[torch.Tensor], b
     of a GPU idle, one per block does not.
     Under torch.compile the elementwise work fuses into one pass per layer and the GEMMs stay
     library calls.
+    features may also be a pair (rows (k, in), cols (w, in)) standing for the k*w grid points
+    rows[i] + cols[j] in row-major order (see separable_grid_features): the first layer is then
+    two small products and a broadcast sum, and so is its weight gradient.
     """
     sine = activation == "sine"
     n_models = weights[0].shape[0]
@@ -144,7 +147,15 @@ def stacked_mlp_sse_grads(features: torch.Tensor, weights: list[torch.Tensor], b
     x = features
     for k, (w, b) in enumerate(zip(weights, biases)):
         inputs.append(x)
-        z = torch.baddbmm(b.unsqueeze(1), x.expand(n_models, -1, -1) if x.dim() == 2 else x, w.transpose(1, 2))
+        if isinstance(x, tuple):
+            rows, cols = x
+            by_row = torch.matmul(rows, w.transpose(1, 2))  # (N, k, out)
+            by_col = torch.matmul(cols, w.transpose(1, 2))  # (N, w, out)
+            z = ((by_row.unsqueeze(2) + by_col.unsqueeze(1)) + b[:, None, None, :]).flatten(1, 2)
+        else:
+            # bmm then + bias: under torch.compile the add fuses into the activation, where
+            # baddbmm first copied the broadcast bias into its output
+            z = torch.bmm(x.expand(n_models, -1, -1) if x.dim() == 2 else x, w.transpose(1, 2)) + b.unsqueeze(1)
         if k < len(weights) - 1:
             if sine:
                 z = z * SIREN_OMEGA  # kept for the backward pass: d sin(30 z)/dz = 30 cos(30 z)
@@ -173,8 +184,14 @@ def stacked_mlp_sse_grads(features: torch.Tensor, weights: list[torch.Tensor], b
 
 
 def _weight_grad(grad: torch.Tensor, x: torch.Tensor, split_rows: int) -> torch.Tensor:
-    """sum over rows p of grad[n, p, :]^T x[n, p, :] -> (N, out, in); x may be shared (P, in)."""
+    """sum over rows p of grad[n, p, :]^T x[n, p, :] -> (N, out, in); x may be shared (P, in)
+    or a (rows, cols) grid pair."""
     n_models, n_rows, n_out = grad.shape
+    if isinstance(x, tuple):
+        rows, cols = x
+        per_point = grad.view(n_models, rows.shape[0], cols.shape[0], n_out)
+        return (torch.matmul(per_point.sum(dim=2).transpose(1, 2), rows)
+                + torch.matmul(per_point.sum(dim=1).transpose(1, 2), cols))
     if x.dim() == 2:
         # One GEMM for all networks: (N*out, P) @ (P, in); the shared input is read once.
         flat = grad.permute(0, 2, 1).reshape(n_models * n_out, n_rows)
@@ -185,6 +202,24 @@ def _weight_grad(grad: torch.Tensor, x: torch.Tensor, split_rows: int) -> torch.
                             x.reshape(n_models * blocks, split_rows, x.shape[2]))
         return partial.view(n_models, blocks, n_out, x.shape[2]).sum(dim=1)
     return torch.bmm(grad.transpose(1, 2), x)
+
+
+def separable_grid_features(features: torch.Tensor, shape: tuple[int, int]
+                            ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Split the features of a row-major (h, w) grid into rows (h, in) and cols (w, in) with
+    features[i * w + j] == rows[i] + cols[j] exactly, or None if some feature depends on both
+    coordinates (the Gaussian encoding). Every feature of the nerf, positional and identity
+    encodings depends on one coordinate, so it sits in rows or cols and the other holds a zero.
+    """
+    h, w = shape
+    grid = features.view(h, w, -1)
+    by_row_only = (grid == grid[:, :1]).all(dim=1).all(dim=0)  # constant along each row
+    by_col_only = (grid == grid[:1]).all(dim=1).all(dim=0)
+    if not bool((by_row_only | by_col_only).all()):
+        return None
+    rows = torch.where(by_row_only, grid[:, 0], torch.zeros_like(grid[:, 0]))
+    cols = torch.where(by_row_only, torch.zeros_like(grid[0]), grid[0])
+    return rows.contiguous(), cols.contiguous()
 
 
 class INR(nn.Module):
