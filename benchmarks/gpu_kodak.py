@@ -32,8 +32,9 @@ from inrcompress.train import fit
 PAPER_BASIC_8BIT = {32: (0.09960, 25.637), 48: (0.18792, 27.147), 64: (0.29943, 28.414), 128: (0.94629, 32.267)}
 
 
-def seconds_per_image_step(kodak: Path, width: int, steps: int = 10) -> tuple[float, float]:
-    """(one by one, 18 at once): measured seconds per image per step on this device, compiled as
+def seconds_per_image_step(kodak: Path, width: int, steps: int = 10) -> tuple[float, float, int]:
+    """(one by one, all landscape images at once, their count): measured seconds per image per step
+    on this device, compiled as
     overfitINR.py --compile auto would, after an untimed warm-up that includes compilation."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     images = [im for im in (load_image(p, 1) for p in sorted(kodak.glob("kodim*.png"))) if im.shape[1] > im.shape[0]]
@@ -57,7 +58,7 @@ def seconds_per_image_step(kodak: Path, width: int, steps: int = 10) -> tuple[fl
     single = timed(lambda cfg: fit(models(1)[0], coords, values[0], cfg, show_progress=False)) / steps
     batched = timed(lambda cfg: fit_many(models(len(values)), coords, values, cfg, [None] * len(values),
                                          show_progress=False, grid_shape=images[0].shape[:2])) / steps / len(values)
-    return single, batched
+    return single, batched, len(values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     common = [f"--data_root={data_root}", f"--dataset={dataset}", f"--exp_root={args.exp_root}"]
     batch_images = args.batch_images
     if batch_images == "auto":
-        single, batched = seconds_per_image_step(Path(args.kodak), args.width)
+        single, batched, count = seconds_per_image_step(Path(args.kodak), args.width)
         batch_images = "24" if batched < single else "1"
-        print(f"per image-step: one by one {single * 1e3:.2f} ms, 18 at once {batched * 1e3:.2f} ms "
+        print(f"per image-step: one by one {single * 1e3:.2f} ms, {count} at once {batched * 1e3:.2f} ms "
               f"-> --batch_images {batch_images}", flush=True)
     started = time.perf_counter()
     assert overfit_main(common + [f"--epochs={args.epochs}", "--lr=0.0005", "--l1_reg=0.00001",
