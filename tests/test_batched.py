@@ -163,7 +163,17 @@ def test_overfit_tool_batches_images_of_one_size(tiny_dataset, tmp_path, capsys)
     summary = json.loads((exp / "result.json").read_text())
     assert summary["num_images"] == 3
     one_by_one = tmp_path / "exp1"
-    assert overfit_main(args[:2] + [f"--exp_root={one_by_one}"] + args[3:-1]) == 0
+    assert overfit_main(args[:2] + [f"--exp_root={one_by_one}"] + args[3:-1] + ["--batch_images=1"]) == 0
+    assert "at once" not in capsys.readouterr().out
     single = json.loads((next(one_by_one.iterdir()) / "result.json").read_text())
     for name in ("astronaut", "coffee", "chelsea"):
         assert summary["psnr"][name] == pytest.approx(single["psnr"][name], abs=1e-3)
+
+
+def test_batch_images_auto_is_24_on_cpu_and_one_on_gpu():
+    from inrcompress.images import batch_images_for
+
+    assert batch_images_for({"batch_images": 0}, torch.device("cpu")) == 24
+    assert batch_images_for({"batch_images": 0}, torch.device("cuda")) == 1
+    assert batch_images_for({"batch_images": 3}, torch.device("cuda")) == 3
+    assert batch_images_for({"batch_images": 1}, torch.device("cpu")) == 1

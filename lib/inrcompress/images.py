@@ -159,6 +159,19 @@ def fit_images_batched(signals: list[ImageSignal], model_cfg: ModelConfig, train
             for s, m, o, d, e in zip(signals, models, outcomes, run_dirs, extras)]
 
 
+AUTO_CPU_BATCH_IMAGES = 24
+
+
+def batch_images_for(flag_values: dict, device: torch.device) -> int:
+    """--batch_images, with 0 (auto) resolved from measurements (benchmarks/RESULTS.md, section 2):
+    on a CPU batches of up to 24 same-size images were 1.8-2.4x faster than one by one; on a GPU
+    only the previous batched code was measured, and it was slower, so there it stays one by one."""
+    requested = int(flag_values.get("batch_images", 0))
+    if requested >= 1:
+        return requested
+    return AUTO_CPU_BATCH_IMAGES if device.type == "cpu" else 1
+
+
 def fit_groups(signals: list[ImageSignal], run_dirs: list[Path], batch_images: int) -> list[list[int]]:
     """The groups of images to fit together (each a list of indices); one per image without batching."""
     if batch_images <= 1:
@@ -237,7 +250,7 @@ def run_overfit(flag_values: dict, *, step_hook=None, show_progress: bool = True
             print(f"{path.stem}: already fitted, skipped")
         else:
             pending.append(path)
-    batch_images = int(flag_values.get("batch_images", 1))
+    batch_images = batch_images_for(flag_values, device)
     signals = None
     if batch_images <= 1:
         groups = [[i] for i in range(len(pending))]

@@ -654,6 +654,7 @@ def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool =
     returns the experiment folder."""
     from .images import (
         ImageSignal,
+        batch_images_for,
         check_images,
         evaluate,
         finish_experiment,
@@ -717,7 +718,7 @@ def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool =
         extra = {"rotated": rotated, "inner_losses": inner_losses,
                  **{f"{k}_after_inner_steps": v for k, v in inner_metrics.items()}}
         pending.append((signal, adapted, extra, run_dir))
-    groups = fit_groups([p[0] for p in pending], [p[3] for p in pending], int(flag_values.get("batch_images", 1)))
+    groups = fit_groups([p[0] for p in pending], [p[3] for p in pending], batch_images_for(flag_values, device))
     for group in groups:
         members = [pending[i] for i in group]
         train_cfg = train_config_for(fit_flags, members[0][0].coords.shape[0] * len(members))
