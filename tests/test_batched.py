@@ -58,7 +58,7 @@ def test_explicit_backprop_equals_autograd(activation, shared_input, split_rows)
     prediction = stacked_mlp_forward(features, weights, biases, activation)
     losses = ((prediction - targets) ** 2).sum(dim=(1, 2)) * scale
     losses.sum().backward()
-    got_losses, weight_grads, bias_grads = stacked_mlp_sse_grads(
+    got_losses, weight_grads, bias_grads, _ = stacked_mlp_sse_grads(
         features, [w.detach() for w in weights], [b.detach() for b in biases], activation, targets, scale,
         split_rows=split_rows)
     assert torch.allclose(got_losses, losses.detach(), rtol=1e-6)
@@ -95,7 +95,11 @@ def test_grid_features_give_the_same_loss_and_gradients(encoding):
     biases = [torch.stack([layer.bias.detach()] * 2) for layer in model.layers]
     targets = torch.rand(2, 60, 3)
     flat = stacked_mlp_sse_grads(features, weights, biases, "sine", targets, 0.01)
-    factored = stacked_mlp_sse_grads(grid, weights, biases, "sine", targets, 0.01)
+    rows, cols = grid
+    factored = list(stacked_mlp_sse_grads((rows, torch.matmul(cols, weights[0].transpose(1, 2))), weights, biases,
+                                          "sine", targets, 0.01))
+    assert flat[3] is None and factored[3].shape == (2, 10, 16)
+    factored[1][0] = factored[1][0] + torch.matmul(factored[3].transpose(1, 2), cols)
     assert torch.allclose(flat[0], factored[0], rtol=1e-5)
     for a, b in zip(flat[1] + flat[2], factored[1] + factored[2]):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), (a - b).abs().max()

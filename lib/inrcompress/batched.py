@@ -44,11 +44,13 @@ _compiled_sse_grads = None
 
 
 def _sse_grads(use_compile: bool):
+    """The compiled step: static for its first shape, one dynamic recompile for the next (as
+    train.compiled_mlp_forward; chunk and group sizes vary)."""
     global _compiled_sse_grads
     if not use_compile:
         return stacked_mlp_sse_grads
     if _compiled_sse_grads is None:
-        _compiled_sse_grads = torch.compile(stacked_mlp_sse_grads, dynamic=False)
+        _compiled_sse_grads = torch.compile(stacked_mlp_sse_grads, dynamic=None)
     return _compiled_sse_grads
 
 
@@ -214,16 +216,23 @@ def fit_many(
             grads = [torch.zeros_like(p) for p in params]
             data_loss = torch.zeros(n_models, device=device)
             weights, biases = params[0::2], params[1::2]
+            if grid is not None:  # the first layer's column terms, shared by every chunk of this step
+                column_part = torch.matmul(grid[1], weights[0].transpose(1, 2))
+                column_sums = torch.zeros_like(column_part)
             for start, stop in chunks:
-                inputs = ((grid[0][start // grid_w:stop // grid_w], grid[1]) if grid is not None
+                inputs = ((grid[0][start // grid_w:stop // grid_w], column_part) if grid is not None
                           else features[start:stop])
-                part, weight_grads, bias_grads = sse_grads(
+                part, weight_grads, bias_grads, chunk_column_sums = sse_grads(
                     inputs, weights, biases, activation, targets[:, start:stop], 1.0 / (n_points * n_channels),
                     split_rows)
                 for k in range(n_layers):
                     grads[2 * k].add_(weight_grads[k])
                     grads[2 * k + 1].add_(bias_grads[k])
+                if grid is not None:
+                    column_sums += chunk_column_sums
                 data_loss += part
+            if grid is not None:
+                grads[0] += torch.matmul(column_sums.transpose(1, 2), grid[1])
             l1 = None
             if cfg.l1_reg > 0:
                 l1 = torch.zeros(n_models, device=device)

@@ -123,7 +123,8 @@ def stacked_mlp_forward(features: torch.Tensor, weights: list[torch.Tensor], bia
 
 def stacked_mlp_sse_grads(features: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
                           activation: str, targets: torch.Tensor, scale: float,
-                          split_rows: int = 0) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+                          split_rows: int = 0
+                          ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
     """scale * sum of squared errors of N stacked networks, and its gradients, by explicit backprop.
 
     The same numbers as stacked_mlp_forward + autograd (tests/test_batched.py), first order only.
@@ -131,15 +132,18 @@ def stacked_mlp_sse_grads(features: torch.Tensor, weights: list[torch.Tensor], b
     GEMM for all networks' weight gradients, and torch.compile sees forward and backward as one
     graph: 1.5x faster than autograd on the CPU (benchmarks/RESULTS.md, section 2).
     features: (P, in) shared or (N, P, in); targets (N, P, out); returns (N,) losses, the weight
-    gradients (N, out, in) and bias gradients (N, out).
+    gradients (N, out, in), the bias gradients (N, out) and None.
     split_rows > 0 computes each weight gradient as sums over blocks of that many rows (P must be
     a multiple): a GEMM that reduces over a few hundred thousand rows into a 32x32 output leaves most
     of a GPU idle, one per block does not.
     Under torch.compile the elementwise work fuses into one pass per layer and the GEMMs stay
     library calls.
-    features may also be a pair (rows (k, in), cols (w, in)) standing for the k*w grid points
-    rows[i] + cols[j] in row-major order (see separable_grid_features): the first layer is then
-    two small products and a broadcast sum, and so is its weight gradient.
+    features may also be a pair (rows (k, in), column_part (N, w, out)) for the k*w points of a
+    row-major grid whose features are rows[i] + cols[j] (separable_grid_features), with
+    column_part = cols @ W0^T computed once for all chunks of a step: the first layer is then a
+    small product and a broadcast sum. Its returned weight gradient then covers the rows[i] terms
+    only, and the fourth result holds each column's summed gradient (N, w, out): the caller adds
+    (sum over chunks)^T @ cols once per step.
     """
     sine = activation == "sine"
     n_models = weights[0].shape[0]
@@ -148,10 +152,9 @@ def stacked_mlp_sse_grads(features: torch.Tensor, weights: list[torch.Tensor], b
     for k, (w, b) in enumerate(zip(weights, biases)):
         inputs.append(x)
         if isinstance(x, tuple):
-            rows, cols = x
+            rows, column_part = x
             by_row = torch.matmul(rows, w.transpose(1, 2))  # (N, k, out)
-            by_col = torch.matmul(cols, w.transpose(1, 2))  # (N, w, out)
-            z = ((by_row.unsqueeze(2) + by_col.unsqueeze(1)) + b[:, None, None, :]).flatten(1, 2)
+            z = ((by_row.unsqueeze(2) + column_part.unsqueeze(1)) + b[:, None, None, :]).flatten(1, 2)
         else:
             # bmm then + bias: under torch.compile the add fuses into the activation, where
             # baddbmm first copied the broadcast bias into its output
@@ -169,10 +172,17 @@ def stacked_mlp_sse_grads(features: torch.Tensor, weights: list[torch.Tensor], b
     losses = (error * error).sum(dim=(1, 2)) * scale
     grad = error * (2.0 * scale)  # d loss / d output, (N, P, out)
     weight_grads, bias_grads = [None] * len(weights), [None] * len(weights)
+    column_sums = None
     for k in range(len(weights) - 1, -1, -1):
         x = inputs[k]
         bias_grads[k] = grad.sum(dim=1)
-        weight_grads[k] = _weight_grad(grad, x, split_rows)
+        if isinstance(x, tuple):
+            rows, column_part = x
+            per_point = grad.view(n_models, rows.shape[0], column_part.shape[1], grad.shape[2])
+            weight_grads[k] = torch.matmul(per_point.sum(dim=2).transpose(1, 2), rows)
+            column_sums = per_point.sum(dim=1)
+        else:
+            weight_grads[k] = _weight_grad(grad, x, split_rows)
         if k > 0:
             grad = torch.bmm(grad, weights[k])
             z = pre_activations[k - 1]
@@ -180,18 +190,12 @@ def stacked_mlp_sse_grads(features: torch.Tensor, weights: list[torch.Tensor], b
                 grad = grad * torch.cos(z) * SIREN_OMEGA
             else:
                 grad = grad * (z > 0)
-    return losses, weight_grads, bias_grads
+    return losses, weight_grads, bias_grads, column_sums
 
 
 def _weight_grad(grad: torch.Tensor, x: torch.Tensor, split_rows: int) -> torch.Tensor:
-    """sum over rows p of grad[n, p, :]^T x[n, p, :] -> (N, out, in); x may be shared (P, in)
-    or a (rows, cols) grid pair."""
+    """sum over rows p of grad[n, p, :]^T x[n, p, :] -> (N, out, in); x may be shared (P, in)."""
     n_models, n_rows, n_out = grad.shape
-    if isinstance(x, tuple):
-        rows, cols = x
-        per_point = grad.view(n_models, rows.shape[0], cols.shape[0], n_out)
-        return (torch.matmul(per_point.sum(dim=2).transpose(1, 2), rows)
-                + torch.matmul(per_point.sum(dim=1).transpose(1, 2), cols))
     if x.dim() == 2:
         # One GEMM for all networks: (N*out, P) @ (P, in); the shared input is read once.
         flat = grad.permute(0, 2, 1).reshape(n_models * n_out, n_rows)

@@ -91,10 +91,13 @@ _compiled_mlp = None
 
 
 def compiled_mlp_forward():
-    """One compiled mlp_forward for the process; it is specialised per shape, not per model."""
+    """One compiled mlp_forward for the process, shared by every model. The first shape is compiled
+    static; a second row count (another image size, a last partial chunk) recompiles once with a
+    dynamic row count. (dynamic=False compiled every new shape and, after torch's limit of 8,
+    silently ran the rest eagerly: 2x slower.)"""
     global _compiled_mlp
     if _compiled_mlp is None:
-        _compiled_mlp = torch.compile(mlp_forward, dynamic=False)
+        _compiled_mlp = torch.compile(mlp_forward, dynamic=None)
     return _compiled_mlp
 
 
