@@ -127,9 +127,12 @@ def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], 
             fit(models(1)[0], coords, values[0], TrainConfig(epochs=2, lr=1e-4, compile=single_compiled),
                 show_progress=False)
         batched_times, single_times = [], []
-        for _ in range(repeats):
+        for repeat in range(repeats):  # alternating which goes first, so drifts hit both alike
+            if repeat % 2:
+                single_times.append(timed(run_single, single_cfg, device))
             batched_times.append(timed(run_batched, cfg, device))
-            single_times.append(timed(run_single, single_cfg, device))
+            if not repeat % 2:
+                single_times.append(timed(run_single, single_cfg, device))
         batched, single = min(batched_times), min(single_times)
         n_images = len(chosen)
         rows.append({"images": n_images, "groups": [len(v) for _, _, v in work], "factor": factor, "width": width,

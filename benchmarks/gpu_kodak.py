@@ -5,7 +5,11 @@ files, and print the RD point next to the paper's.
 
 --batch_images auto (the default) first times a few steps of the 18 landscape images fitted at once
 (batched.fit_many) against one image alone and fits the way that does more image-steps per second
-on this device: in groups of one size (18 landscape, 6 portrait) or one by one.
+on this device: in groups of one size (18 landscape, 6 portrait) or one by one. It prints that
+measurement, so a rerun can pass the choice (--batch_images 24 or 1) and skip the probe.
+
+The fit checkpoints every 5000 steps: if a time limit stops the run, the same command resumes it
+(images already fitted are skipped, a batched group continues from its last common checkpoint).
 
 The paper's settings are the default (lr 5e-4, l1 1e-5, 25000 steps, AdaRound 1000 iterations per
 layer, 300 QAT steps); --epochs, --adaround_iterations and --retrain_epochs trade quality for time.
