@@ -105,7 +105,7 @@ def define_overfitting(fv: flags.FlagValues, *, dataset: str | None = "KODAK", e
                       flag_values=fv)
     flags.DEFINE_integer("batch_images", 0, "Fit up to this many images of the same size at once, as one "
                          "batched computation (results as one by one, up to float rounding). 0 = auto: 24 on "
-                         "a CPU (measured 1.8-2.4x faster there), 1 on a GPU (not yet measured faster).",
+                         "a CPU (measured 1.8-2.5x faster there), 1 on a GPU (not yet measured faster).",
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_bool("amp", False, "Mixed precision (float16 autocast) on CUDA; changes results slightly.",
                       flag_values=fv)

@@ -164,7 +164,7 @@ AUTO_CPU_BATCH_IMAGES = 24
 
 def batch_images_for(flag_values: dict, device: torch.device) -> int:
     """--batch_images, with 0 (auto) resolved from measurements (benchmarks/RESULTS.md, section 2):
-    on a CPU batches of up to 24 same-size images were 1.8-2.4x faster than one by one; on a GPU
+    on a CPU batches of up to 24 same-size images were 1.8-2.5x faster than one by one; on a GPU
     only the previous batched code was measured, and it was slower, so there it stays one by one."""
     requested = int(flag_values.get("batch_images", 0))
     if requested >= 1:
