@@ -84,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     if batch_images == "auto":
         single, batched, count = seconds_per_image_step(Path(args.kodak), args.width)
         batch_images = "24" if batched < single else "1"
+        n_images = len(list(Path(args.kodak).glob("kodim*.png")))
+        projected = min(single, batched) * args.epochs * n_images / 60
         print(f"per image-step: one by one {single * 1e3:.2f} ms, {count} at once {batched * 1e3:.2f} ms "
-              f"-> --batch_images {batch_images}", flush=True)
+              f"-> --batch_images {batch_images}; projected fit of {n_images} images x {args.epochs} steps: "
+              f"{projected:.1f} min", flush=True)
     started = time.perf_counter()
     assert overfit_main(common + [f"--epochs={args.epochs}", "--lr=0.0005", "--l1_reg=0.00001",
                                   f"--hidden_dims={args.width}", f"--batch_images={batch_images}",

@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .nn import INR, separable_grid_features, stacked_mlp_sse_grads
 from .train import (
     CHECKPOINT_DIR,
+    DEFAULT_CPU_CHUNK_ROWS,
     FitResult,
     _compiler_available,
     load_checkpoint,
@@ -121,12 +122,17 @@ def fit_many(
     if any(m.cfg != models[0].cfg for m in models):
         raise ValueError("fit_many needs models of one architecture")
     device = next(models[0].parameters()).device
-    if chunk_rows == -1:  # the fastest of 455-8192 rows for 4 and 18 images (RESULTS.md, section 2)
-        chunk_rows = BATCHED_CPU_CHUNK_ROWS if device.type == "cpu" else None
+    use_compile = cfg.compile and (device.type != "cpu" or _compiler_available())
+    if chunk_rows == -1:  # the fastest sizes measured on the CPU (RESULTS.md, section 2)
+        if device.type != "cpu":
+            chunk_rows = None
+        elif use_compile:
+            chunk_rows = BATCHED_CPU_CHUNK_ROWS
+        else:  # eager elementwise passes want the activations of all images in cache: 8192 rows in all
+            chunk_rows = max(256, DEFAULT_CPU_CHUNK_ROWS // n_models)
     # On a GPU the whole signal goes in one chunk and each weight gradient is summed over row blocks
     # (see stacked_mlp_sse_grads); a CPU reduces over a chunk's few hundred rows in one GEMM.
     split_rows = 0 if device.type == "cpu" else gradient_block_rows(chunk_rows or len(coords))
-    use_compile = cfg.compile and (device.type != "cpu" or _compiler_available())
     sse_grads = _sse_grads(use_compile)
     activation = models[0].cfg.activation
     n_layers = len(models[0].layers)
