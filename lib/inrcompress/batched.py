@@ -2,8 +2,8 @@
 
 The N networks are independent and tiny; stacked into (N, out, in) weights they run as batched
 matmuls, which keeps a GPU busy and amortises per-step overheads. The step backpropagates by hand
-(nn.stacked_mlp_sse_grads: no autograd graph, every product one GEMM on contiguous operands, the
-elementwise work fused by torch.compile when it is on). Everything that `train.fit`
+(nn.stacked_mlp_sse_grads: no autograd graph; compiled, forward and backward are one graph) and, on
+a pixel grid, runs the first layer per row and column (nn.separable_grid_features). Everything that `train.fit`
 does per image is kept per image: its own Adam state and learning rate (the Adam update is written
 out with a per-image step size; it is torch.optim.Adam's formula), its own ReduceLROnPlateau, early
 stop, best state (the parameters that produced its lowest loss), NaN handling, checkpoints,
