@@ -24,45 +24,12 @@ import time
 from pathlib import Path
 
 import torch
-from inrcompress.batched import fit_many
-from inrcompress.config import ModelConfig, TrainConfig
-from inrcompress.data import coordinate_grid, image_to_values, load_image
-from inrcompress.nn import INR
+from fit_speed import batched_throughput  # the sibling benchmark script
 from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.tools.quantize_and_test import main as quantize_main
-from inrcompress.train import fit
 
 # The paper's Kodak curves (results/KODAK/*.json of its repository): width -> (bpp, PSNR).
 PAPER_BASIC_8BIT = {32: (0.09960, 25.637), 48: (0.18792, 27.147), 64: (0.29943, 28.414), 128: (0.94629, 32.267)}
-
-
-def seconds_per_image_step(kodak: Path, width: int, steps: int = 10) -> tuple[float, float, int]:
-    """(one by one, all landscape images at once, their count): measured seconds per image per step
-    on this device, compiled as
-    overfitINR.py --compile auto would, after an untimed warm-up that includes compilation."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    images = [im for im in (load_image(p, 1) for p in sorted(kodak.glob("kodim*.png"))) if im.shape[1] > im.shape[0]]
-    coords = coordinate_grid(images[0].shape[:2]).to(device)
-    values = [image_to_values(im).to(device) for im in images]
-
-    def models(n: int) -> list[INR]:
-        torch.manual_seed(0)
-        return [INR(ModelConfig(hidden_dims=width, ff_dims=16)).to(device) for _ in range(n)]
-
-    def timed(run) -> float:
-        run(TrainConfig(epochs=2, lr=5e-4, compile=True))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        run(TrainConfig(epochs=steps, lr=5e-4, compile=True))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    single = timed(lambda cfg: fit(models(1)[0], coords, values[0], cfg, show_progress=False)) / steps
-    batched = timed(lambda cfg: fit_many(models(len(values)), coords, values, cfg, [None] * len(values),
-                                         show_progress=False, grid_shape=images[0].shape[:2])) / steps / len(values)
-    return single, batched, len(values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,13 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     common = [f"--data_root={data_root}", f"--dataset={dataset}", f"--exp_root={args.exp_root}"]
     batch_images = args.batch_images
     if batch_images == "auto":
-        single, batched, count = seconds_per_image_step(Path(args.kodak), args.width)
-        batch_images = "24" if batched < single else "1"
+        # 10 compiled steps of the 18 landscape images at once against one by one (fit_speed.py)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        probe = batched_throughput(Path(args.kodak), 1, args.width, [18], 10, device, compiled=True, repeats=1)[0]
+        faster = max(probe["batched_images_per_hour"], probe["one_by_one_images_per_hour"])
+        batch_images = "24" if probe["speedup"] > 1 else "1"
         n_images = len(list(Path(args.kodak).glob("kodim*.png")))
-        projected = min(single, batched) * args.epochs * n_images / 60
-        print(f"per image-step: one by one {single * 1e3:.2f} ms, {count} at once {batched * 1e3:.2f} ms "
-              f"-> --batch_images {batch_images}; projected fit of {n_images} images x {args.epochs} steps: "
-              f"{projected:.1f} min", flush=True)
+        print(f"-> --batch_images {batch_images}; projected fit of {n_images} images x {args.epochs} steps: "
+              f"{n_images * 60 / faster * args.epochs / 10:.1f} min", flush=True)
     started = time.perf_counter()
     assert overfit_main(common + [f"--epochs={args.epochs}", "--lr=0.0005", "--l1_reg=0.00001",
                                   f"--hidden_dims={args.width}", f"--batch_images={batch_images}",

@@ -5,7 +5,7 @@ import torch
 from inrcompress.batched import fit_many
 from inrcompress.config import ModelConfig, TrainConfig
 from inrcompress.data import coordinate_grid, image_to_values
-from inrcompress.nn import INR, separable_grid_features, stacked_mlp_forward, stacked_mlp_sse_grads
+from inrcompress.nn import INR, mlp_forward, separable_grid_features, stacked_mlp_sse_grads
 from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.train import fit
 
@@ -55,7 +55,10 @@ def test_explicit_backprop_equals_autograd(activation, shared_input, split_rows)
     features = torch.rand(rows, dims[0]) * 2 - 1 if shared_input else torch.rand(n_models, rows, dims[0]) * 2 - 1
     targets = torch.rand(n_models, rows, dims[-1]) * 2 - 1
     scale = 1.0 / (rows * dims[-1])
-    prediction = stacked_mlp_forward(features, weights, biases, activation)
+    # the reference: each network alone through the model's own forward, differentiated by autograd
+    prediction = torch.stack([
+        mlp_forward(features if shared_input else features[n], [w[n] for w in weights], [b[n] for b in biases],
+                    activation) for n in range(n_models)])
     losses = ((prediction - targets) ** 2).sum(dim=(1, 2)) * scale
     losses.sum().backward()
     got_losses, weight_grads, bias_grads, _ = stacked_mlp_sse_grads(

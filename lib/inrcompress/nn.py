@@ -105,29 +105,13 @@ def mlp_forward(features: torch.Tensor, weights: list[torch.Tensor], biases: lis
     return torch.nn.functional.linear(x, weights[-1], biases[-1])
 
 
-def stacked_mlp_forward(features: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
-                        activation: str) -> torch.Tensor:
-    """N networks of one architecture at once: weights (N, out, in), biases (N, out).
-
-    features: (P, in) shared by all networks (the same grid) or (N, P, in). Returns (N, P, out).
-    Network n computes exactly what mlp_forward computes with weights[k][n], biases[k][n].
-    """
-    act = activation_fn(activation)
-    x = features
-    for k, (w, b) in enumerate(zip(weights, biases)):
-        x = torch.baddbmm(b.unsqueeze(1), x.expand(w.shape[0], -1, -1) if x.dim() == 2 else x, w.transpose(1, 2))
-        if k < len(weights) - 1:
-            x = act(x)
-    return x
-
-
 def stacked_mlp_sse_grads(features: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
                           activation: str, targets: torch.Tensor, scale: float,
                           split_rows: int = 0
                           ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
     """scale * sum of squared errors of N stacked networks, and its gradients, by explicit backprop.
 
-    The same numbers as stacked_mlp_forward + autograd (tests/test_batched.py), first order only.
+    The same numbers as mlp_forward per network + autograd (tests/test_batched.py), first order only.
     Written out, a fitting step builds no autograd graph, the shared first-layer input gives one
     GEMM for all networks' weight gradients, and torch.compile sees forward and backward as one
     graph: 1.5x faster than autograd on the CPU (benchmarks/RESULTS.md, section 2).
