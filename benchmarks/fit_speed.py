@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 from inrcompress.config import ModelConfig, TrainConfig
-from inrcompress.data import coordinate_grid, image_to_values, load_image
+from inrcompress.signals.image import coordinate_grid, image_to_values, load_image
 from inrcompress.nn import INR
-from inrcompress.train import fit
+from inrcompress.fit.train import fit
 
 
 def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
@@ -92,7 +92,7 @@ def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], 
     run eager steps 1.7x slower at random; RESULTS.md section 2); compilation is in an untimed warm-up.
     one_by_one_compiled: the one-by-one path (default: the same setting as the batched one).
     """
-    from inrcompress.batched import fit_many
+    from inrcompress.fit.batched import fit_many
 
     images = [load_image(p, factor) for p in sorted(kodak.glob("kodim*.png"))]
     images.sort(key=lambda im: im.shape[1] <= im.shape[0])  # landscape first, stable within each kind

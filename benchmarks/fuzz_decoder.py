@@ -25,8 +25,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from inrcompress import bitstream as bs
-from inrcompress import coding
+from inrcompress.codec import container as bs
+from inrcompress.codec import coding
 from inrcompress.errors import CorruptFileError
 
 

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 from inrcompress.config import ModelConfig, TrainConfig, basic_experiment_name, maml_experiment_name
-from inrcompress.data import coordinate_grid, image_to_values, list_images, load_image, to_landscape
-from inrcompress.meta import MetaSGD, load_maml_obj, psnr_of_mse
+from inrcompress.signals.image import coordinate_grid, image_to_values, list_images, load_image, to_landscape
+from inrcompress.fit.meta import MetaSGD, load_maml_obj, psnr_of_mse
 from inrcompress.nn import INR
-from inrcompress.train import fit
+from inrcompress.fit.train import fit
 
 
 def link_split(kodak: Path, work: Path) -> Path:

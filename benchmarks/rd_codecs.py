@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from inrcompress import evaluate as ev
+from inrcompress.evaluate import rd as ev
 from inrcompress.errors import InrError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from inrcompress.compress import QuantConfig
+from inrcompress.codec.compress import QuantConfig
 from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.tools.overfit_meta_siren import main as overfit_meta_main
 from inrcompress.tools.quantize_and_test import main as quantize_main

@@ -25,11 +25,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 try:
-    import inrcompress.download  # noqa: F401
+    import inrcompress.signals.download  # noqa: F401
 except ImportError:  # not installed: use the package of this checkout
     sys.path.insert(0, str(HERE.parent / "lib"))
 
-from inrcompress.download import ScriptParser, make_readable, run_script
+from inrcompress.signals.download import ScriptParser, make_readable, run_script
 from inrcompress.errors import InrError
 
 IMAGE_FOLDERS = ("img_align_celeba_png", "img_align_celeba")

@@ -23,11 +23,11 @@ from pathlib import Path, PurePosixPath
 
 HERE = Path(__file__).resolve().parent
 try:
-    import inrcompress.download  # noqa: F401
+    import inrcompress.signals.download  # noqa: F401
 except ImportError:  # not installed: use the package of this checkout
     sys.path.insert(0, str(HERE.parent / "lib"))
 
-from inrcompress.download import ScriptParser, download, read_sha256sums, run_script
+from inrcompress.signals.download import ScriptParser, download, read_sha256sums, run_script
 from inrcompress.errors import InrError
 
 BASE_URL = "http://data.vision.ee.ethz.ch/cvl/DIV2K/"

@@ -24,11 +24,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 try:
-    import inrcompress.download  # noqa: F401
+    import inrcompress.signals.download  # noqa: F401
 except ImportError:  # not installed: use the package of this checkout
     sys.path.insert(0, str(HERE.parent / "lib"))
 
-from inrcompress.download import ScriptParser, download, make_readable, run_script, verify_file
+from inrcompress.signals.download import ScriptParser, download, make_readable, run_script, verify_file
 from inrcompress.errors import InrError
 
 BUNNY_URL = "http://graphics.stanford.edu/pub/3Dscanrep/bunny.tar.gz"

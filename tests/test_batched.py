@@ -2,12 +2,12 @@ import json
 
 import pytest
 import torch
-from inrcompress.batched import fit_many
+from inrcompress.fit.batched import fit_many
 from inrcompress.config import ModelConfig, TrainConfig
-from inrcompress.data import coordinate_grid, image_to_values
+from inrcompress.signals.image import coordinate_grid, image_to_values
 from inrcompress.nn import INR, mlp_forward, separable_grid_features, stacked_mlp_sse_grads
 from inrcompress.tools.overfit_inr import main as overfit_main
-from inrcompress.train import fit
+from inrcompress.fit.train import fit
 
 from .conftest import photo_crop
 
@@ -178,7 +178,7 @@ def test_overfit_tool_batches_images_of_one_size(tiny_dataset, tmp_path, capsys)
 
 
 def test_batch_images_auto_is_24_on_cpu_and_one_on_gpu():
-    from inrcompress.images import batch_images_for
+    from inrcompress.experiments.images import batch_images_for
 
     assert batch_images_for({"batch_images": 0}, torch.device("cpu")) == 24
     assert batch_images_for({"batch_images": 0}, torch.device("cuda")) == 1

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inrcompress import bitstream as bs
-from inrcompress import coding
+from inrcompress.codec import container as bs
+from inrcompress.codec import coding
 from inrcompress.config import ModelConfig
 from inrcompress.errors import CorruptFileError, InrError
 from inrcompress.nn import INR

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inrcompress import coding
+from inrcompress.codec import coding
 from inrcompress.errors import CorruptFileError
 
 # Tensor sizes of a small INR (nerf, 2 -> 66 features, 3 hidden layers of 32, RGB): W0, b0, ...

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from inrcompress.metrics import psnr
+from inrcompress.evaluate.metrics import psnr
 from inrcompress.tools.decode import main as decode_main
 from inrcompress.tools.encode import main as encode_main
 from inrcompress.tools.overfit_inr import main as overfit_main

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inrcompress.download import DownloadError, download, read_sha256sums, sha256_file
+from inrcompress.signals.download import DownloadError, download, read_sha256sums, sha256_file
 from PIL import Image
 
 from .conftest import photo_crop

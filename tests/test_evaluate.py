@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inrcompress import evaluate as ev
+from inrcompress.evaluate import rd as ev
 from inrcompress.errors import InrError
 from inrcompress.tools.evaluate import main
 from PIL import Image

@@ -157,7 +157,7 @@ def full_commands(script: str, data_root: Path, exp_root: Path) -> list[tuple[st
     import importlib
     import shlex
 
-    from inrcompress import flags as inr_flags
+    from inrcompress.tools import flags as inr_flags
     from inrcompress.tools.evaluate import _parser
 
     env = {**os.environ, "DRY_RUN": "1", "QUICK": "0", "DATA_ROOT": str(data_root), "EXP_ROOT": str(exp_root),

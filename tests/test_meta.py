@@ -12,17 +12,17 @@ import pytest
 import torch
 import yaml
 from inrcompress.config import ModelConfig, TrainConfig, maml_experiment_name, maml_init_name
-from inrcompress.data import coordinate_grid, image_to_values
+from inrcompress.signals.image import coordinate_grid, image_to_values
 from inrcompress.errors import InrError
-from inrcompress.flags import LR_TYPES
-from inrcompress.meta import MetaSGD, inner_loss, load_maml_obj, meta_datasets, psnr_of_mse
-from inrcompress.metrics import psnr
+from inrcompress.tools.flags import LR_TYPES
+from inrcompress.fit.meta import MetaSGD, inner_loss, load_maml_obj, meta_datasets, psnr_of_mse
+from inrcompress.evaluate.metrics import psnr
 from inrcompress.nn import INR
 from inrcompress.tools.decode import main as decode_main
 from inrcompress.tools.overfit_meta_siren import main as overfit_meta_main
 from inrcompress.tools.quantize_and_test import main as quantize_main
 from inrcompress.tools.train_meta_siren import main as train_meta_main
-from inrcompress.train import fit
+from inrcompress.fit.train import fit
 from PIL import Image
 
 from .conftest import photo_crop

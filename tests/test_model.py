@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 from inrcompress.config import ModelConfig
-from inrcompress.data import coordinate_grid
+from inrcompress.signals.image import coordinate_grid
 from inrcompress.nn import INR, GaussianEncoding, NerfEncoding, PositionalEncoding, count_parameters
 from torch.func import functional_call
 

@@ -70,7 +70,7 @@ def test_interrupted_run_resumes(tiny_dataset, tmp_path, capsys):
 
 def test_nan_is_marked_and_the_run_goes_on(tiny_dataset, tmp_path, capsys):
     exp_root = tmp_path / "exp"
-    from inrcompress import images
+    from inrcompress.experiments import images
 
     calls = {"n": 0}
     original = images.fit

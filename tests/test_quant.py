@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from inrcompress import quant
+from inrcompress.codec import quant
 from inrcompress.config import ModelConfig
 from inrcompress.errors import InrError
 from inrcompress.nn import INR

@@ -11,14 +11,14 @@ import pytest
 import torch
 import trimesh
 import yaml
-from inrcompress.bitstream import InrHeader, write_inr
+from inrcompress.codec.container import InrHeader, write_inr
 from inrcompress.config import ModelConfig, TrainConfig
 from inrcompress.nn import INR
-from inrcompress.quant import nearest_quantization
-from inrcompress.shape_codec import measure_decoded_shape
-from inrcompress.shape_eval import chamfer_distance, extract_surface, render_view, volumetric_iou
-from inrcompress.shape_fit import fit_shape, shape_model_config
-from inrcompress.shapes import (
+from inrcompress.codec.quant import nearest_quantization
+from inrcompress.experiments.shape_codec import measure_decoded_shape
+from inrcompress.signals.shape_eval import chamfer_distance, extract_surface, render_view, volumetric_iou
+from inrcompress.experiments.shape_fit import fit_shape, shape_model_config
+from inrcompress.signals.shape import (
     SAMPLES_FILE,
     Mesh,
     SignedDistance,

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 from inrcompress.config import ModelConfig, TrainConfig
-from inrcompress.data import coordinate_grid, image_to_values
+from inrcompress.signals.image import coordinate_grid, image_to_values
 from inrcompress.nn import INR
-from inrcompress.train import fit
+from inrcompress.fit.train import fit
 
 from .conftest import photo_crop
 

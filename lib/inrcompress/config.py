@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import InrError
+from inrcompress.errors import InrError
 
 ENCODINGS = ("mlp", "nerf", "positional", "gauss")
 ACTIVATIONS = ("sine", "relu")

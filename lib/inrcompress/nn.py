@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from inrcompress.config import ModelConfig
 
 SIREN_OMEGA = 30.0
 

@@ -10,12 +10,12 @@ import argparse
 import time
 from pathlib import Path
 
-from ..bitstream import read_inr_file_bytes
-from ..compress import decode_image
-from ..data import save_png
-from ..errors import CorruptFileError, InrError
-from ..flags import run_tool
-from ..train import load_checkpoint
+from inrcompress.codec.container import read_inr_file_bytes
+from inrcompress.codec.compress import decode_image
+from inrcompress.signals.image import save_png
+from inrcompress.errors import CorruptFileError, InrError
+from inrcompress.tools.flags import run_tool
+from inrcompress.fit.train import load_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from absl import flags
 
-from .. import flags as inr_flags
-from ..bitstream import read_inr_file_bytes
-from ..data import save_png
-from ..errors import CorruptFileError, InrError
-from ..shape_codec import decode_shape
-from ..shape_eval import extract_surface, render_preview, sdf_grid
-from ..shapes import MESH_SUFFIXES, save_mesh
+from inrcompress.tools import flags as inr_flags
+from inrcompress.codec.container import read_inr_file_bytes
+from inrcompress.signals.image import save_png
+from inrcompress.errors import CorruptFileError, InrError
+from inrcompress.experiments.shape_codec import decode_shape
+from inrcompress.signals.shape_eval import extract_surface, render_preview, sdf_grid
+from inrcompress.signals.shape import MESH_SUFFIXES, save_mesh
 
 USAGE = "usage: decode_shape.py INPUT.inr OUTPUT.obj|.ply|.off [--png PICTURE.png] [--mc_resolution 128]"
 

@@ -14,14 +14,14 @@ from pathlib import Path
 from absl import flags
 from PIL import Image
 
-from .. import flags as inr_flags
-from ..data import load_image, save_png
-from ..errors import InrError
-from ..image_codec import jpeg_at_size, measure_decoded, run_quantize_and_test
-from ..images import run_overfit
-from .decode import main as decode_main
-from .overfit_inr import build_flags as overfit_flags
-from .quantize_and_test import build_flags as quantize_flags
+from inrcompress.tools import flags as inr_flags
+from inrcompress.signals.image import load_image, save_png
+from inrcompress.errors import InrError
+from inrcompress.experiments.image_codec import jpeg_at_size, measure_decoded, run_quantize_and_test
+from inrcompress.experiments.images import run_overfit
+from inrcompress.tools.decode import main as decode_main
+from inrcompress.tools.overfit_inr import build_flags as overfit_flags
+from inrcompress.tools.quantize_and_test import build_flags as quantize_flags
 
 
 def build_flags() -> flags.FlagValues:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from absl import flags
 
-from .. import flags as inr_flags
-from ..compress import QuantConfig
-from ..config import atomic_write_bytes
-from ..data import coordinate_grid, image_to_values, load_image
-from ..errors import InrError
-from ..image_codec import compress_image_model, jpeg_at_size, measure_decoded
-from ..images import ImageSignal, fit_image, model_config_for, train_config_for
-from ..train import resolve_device
+from inrcompress.tools import flags as inr_flags
+from inrcompress.codec.compress import QuantConfig
+from inrcompress.config import atomic_write_bytes
+from inrcompress.signals.image import coordinate_grid, image_to_values, load_image
+from inrcompress.errors import InrError
+from inrcompress.experiments.image_codec import compress_image_model, jpeg_at_size, measure_decoded
+from inrcompress.experiments.images import ImageSignal, fit_image, model_config_for, train_config_for
+from inrcompress.fit.train import resolve_device
 
 
 def build_flags() -> flags.FlagValues:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         signal = ImageSignal(source.stem, image, coords, image_to_values(image).to(device))
         import torch
 
-        from ..nn import INR
+        from inrcompress.nn import INR
 
         model_cfg = model_config_for(values, signal.channels)
         torch.manual_seed(values["seed"])

@@ -22,9 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import evaluate as ev
-from ..errors import InrError
-from ..flags import run_tool
+from inrcompress.evaluate import rd as ev
+from inrcompress.errors import InrError
+from inrcompress.tools.flags import run_tool
 
 
 def _parser() -> argparse.ArgumentParser:

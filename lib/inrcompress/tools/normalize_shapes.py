@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from .. import flags as inr_flags
-from ..shapes import normalize_shapes
+from inrcompress.tools import flags as inr_flags
+from inrcompress.signals.shape import normalize_shapes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from .. import flags as inr_flags
-from ..images import run_overfit
+from inrcompress.tools import flags as inr_flags
+from inrcompress.experiments.images import run_overfit
 
 
 def build_flags() -> flags.FlagValues:

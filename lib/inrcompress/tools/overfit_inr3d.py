@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from .. import flags as inr_flags
-from ..shape_fit import run_overfit3d
+from inrcompress.tools import flags as inr_flags
+from inrcompress.experiments.shape_fit import run_overfit3d
 
 
 def build_flags() -> flags.FlagValues:

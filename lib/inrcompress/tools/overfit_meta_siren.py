@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from .. import flags as inr_flags
-from ..meta import run_overfit_meta
+from inrcompress.tools import flags as inr_flags
+from inrcompress.fit.meta import run_overfit_meta
 
 
 def build_flags() -> flags.FlagValues:

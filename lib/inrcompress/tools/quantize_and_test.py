@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from .. import flags as inr_flags
-from ..image_codec import run_quantize_and_test
+from inrcompress.tools import flags as inr_flags
+from inrcompress.experiments.image_codec import run_quantize_and_test
 
 
 def build_flags() -> flags.FlagValues:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from .. import flags as inr_flags
-from ..shape_codec import run_quantize_and_test3d
+from inrcompress.tools import flags as inr_flags
+from inrcompress.experiments.shape_codec import run_quantize_and_test3d
 
 
 def build_flags() -> flags.FlagValues:

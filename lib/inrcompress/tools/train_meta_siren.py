@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from .. import flags as inr_flags
-from ..meta import train_meta
+from inrcompress.tools import flags as inr_flags
+from inrcompress.fit.meta import train_meta
 
 
 def build_flags() -> flags.FlagValues:

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ModelConfig, TrainConfig, model_config_from_flags, save_flags, shape_experiment_name
-from .data import save_png
-from .errors import InrError
-from .images import is_finished, train_config_for
-from .nn import INR, count_parameters
-from .shape_eval import CHAMFER_CONVENTION, empty_preview, evaluate_shape, render_preview
-from .shapes import ShapeSamples, cached_samples, list_shapes, load_mesh, save_mesh, write_json
-from .train import fit, resolve_device
+from inrcompress.config import ModelConfig, TrainConfig, model_config_from_flags, save_flags, shape_experiment_name
+from inrcompress.signals.image import save_png
+from inrcompress.errors import InrError
+from inrcompress.experiments.images import is_finished, train_config_for
+from inrcompress.nn import INR, count_parameters
+from inrcompress.signals.shape_eval import CHAMFER_CONVENTION, empty_preview, evaluate_shape, render_preview
+from inrcompress.signals.shape import ShapeSamples, cached_samples, list_shapes, load_mesh, save_mesh, write_json
+from inrcompress.fit.train import fit, resolve_device
 
 RESULT_FILE = "result.json"
 RECONSTRUCTION_MESH = "reconstruction.ply"

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InrError
+from inrcompress.errors import InrError
 
 MIN_BITWIDTH = 2
 MAX_BITWIDTH = 16

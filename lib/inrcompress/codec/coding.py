@@ -74,7 +74,7 @@ import constriction
 import numpy as np
 from scipy.special import erfc
 
-from .errors import CorruptFileError
+from inrcompress.errors import CorruptFileError
 
 METHODS = ("arithmetic", "brotli")
 MODELS = ("global", "per_tensor", "laplace", "gaussian", "mixed", "adaptive")

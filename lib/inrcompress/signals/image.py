@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InrError
+from inrcompress.errors import InrError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Decompression-bomb guard and the decoder's limit: 256 megapixels.
@@ -82,7 +82,7 @@ def save_png(path: str | Path, image: np.ndarray) -> None:
     """Write uint8 (H, W, C) as PNG, atomically."""
     import io
 
-    from .config import atomic_write_bytes
+    from inrcompress.config import atomic_write_bytes
 
     buffer = io.BytesIO()
     Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(buffer, format="PNG")

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import atomic_write_bytes, atomic_write_text
-from .errors import InrError
+from inrcompress.config import atomic_write_bytes, atomic_write_text
+from inrcompress.errors import InrError
 
 MESH_SUFFIXES = (".obj", ".ply", ".off")
 NORMALIZED_TAG = "_normalized"

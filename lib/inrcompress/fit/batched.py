@@ -23,9 +23,9 @@ from typing import Callable
 
 import torch
 
-from .config import TrainConfig
-from .nn import INR, separable_grid_features, stacked_mlp_sse_grads
-from .train import (
+from inrcompress.config import TrainConfig
+from inrcompress.nn import INR, separable_grid_features, stacked_mlp_sse_grads
+from inrcompress.fit.train import (
     CHECKPOINT_DIR,
     DEFAULT_CPU_CHUNK_ROWS,
     FitResult,

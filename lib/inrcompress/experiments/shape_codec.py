@@ -19,16 +19,16 @@ import numpy as np
 import torch
 import yaml
 
-from .compress import QuantConfig, compress_network, decode_network
-from .config import atomic_write_bytes, atomic_write_text, load_flags
-from .data import save_png
-from .errors import InrError
-from .image_codec import experiment_folders, fitted_images
-from .nn import INR
-from .shape_eval import CHAMFER_CONVENTION, evaluate_shape
-from .shape_fit import RESULT_FILE, preview_picture, shape_model_config
-from .shapes import SAMPLES_FILE, ShapeSamples, cached_samples, list_shapes
-from .train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint, resolve_device
+from inrcompress.codec.compress import QuantConfig, compress_network, decode_network
+from inrcompress.config import atomic_write_bytes, atomic_write_text, load_flags
+from inrcompress.signals.image import save_png
+from inrcompress.errors import InrError
+from inrcompress.experiments.image_codec import experiment_folders, fitted_images
+from inrcompress.nn import INR
+from inrcompress.signals.shape_eval import CHAMFER_CONVENTION, evaluate_shape
+from inrcompress.experiments.shape_fit import RESULT_FILE, preview_picture, shape_model_config
+from inrcompress.signals.shape import SAMPLES_FILE, ShapeSamples, cached_samples, list_shapes
+from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint, resolve_device
 
 QUANT_KEYS = ("bitwidth", "adaround", "adaround_iterations", "adaround_reg", "retrain", "retrain_epochs",
               "retrain_lr", "code")

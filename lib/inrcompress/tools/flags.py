@@ -11,7 +11,7 @@ from typing import Callable
 
 from absl import flags
 
-from .errors import InrError
+from inrcompress.errors import InrError
 
 # Flags of absl itself that FlagValues may carry; never part of an experiment's settings.
 _ABSL_FLAGS = {"help", "helpshort", "helpfull", "helpxml", "flagfile", "undefok"}

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .bitstream import InrHeader, InrSizes, encode_inr, model_config, read_inr, tensor_shapes
-from .data import coordinate_grid, from_landscape, values_to_uint8
-from .errors import CorruptFileError, InrError
-from .nn import INR
-from .quant import QuantizedTensors, load_quantized, quantize_model
+from inrcompress.codec.container import InrHeader, InrSizes, encode_inr, model_config, read_inr, tensor_shapes
+from inrcompress.signals.image import coordinate_grid, from_landscape, values_to_uint8
+from inrcompress.errors import CorruptFileError, InrError
+from inrcompress.nn import INR
+from inrcompress.codec.quant import QuantizedTensors, load_quantized, quantize_model
 
 # Rows per forward pass when a decoder renders a signal (bounds its memory; results do not depend on it).
 DECODE_CHUNK_ROWS = 65536

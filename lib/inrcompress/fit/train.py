@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig, atomic_write_bytes, atomic_write_text
-from .nn import mlp_forward
+from inrcompress.config import TrainConfig, atomic_write_bytes, atomic_write_text
+from inrcompress.nn import mlp_forward
 
 CHECKPOINT_DIR = "checkpoints"
 RESUME_FILE = "model_current_.pth"

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .batched import BATCH_RESUME_FILE, fit_many
-from .config import ModelConfig, TrainConfig, atomic_write_text, basic_experiment_name, save_flags
-from .data import (
+from inrcompress.fit.batched import BATCH_RESUME_FILE, fit_many
+from inrcompress.config import ModelConfig, TrainConfig, atomic_write_text, basic_experiment_name, save_flags
+from inrcompress.signals.image import (
     coordinate_grid,
     from_landscape,
     image_to_values,
@@ -29,10 +29,10 @@ from .data import (
     values_to_uint8,
     values_to_unit,
 )
-from .errors import InrError
-from .metrics import image_metrics
-from .nn import INR, count_parameters
-from .train import CHECKPOINT_DIR, COMPILE_MIN_POINTS, FINAL_FILE, RESUME_FILE, fit, load_checkpoint, resolve_device
+from inrcompress.errors import InrError
+from inrcompress.evaluate.metrics import image_metrics
+from inrcompress.nn import INR, count_parameters
+from inrcompress.fit.train import CHECKPOINT_DIR, COMPILE_MIN_POINTS, FINAL_FILE, RESUME_FILE, fit, load_checkpoint, resolve_device
 
 RESULT_FILE = "result.json"
 METRIC_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
@@ -293,7 +293,7 @@ def finish_experiment(exp_dir: Path) -> dict:
 
 
 def model_config_for(flag_values: dict, channels: int) -> ModelConfig:
-    from .config import model_config_from_flags
+    from inrcompress.config import model_config_from_flags
 
     return model_config_from_flags(flag_values, in_features=2, out_features=channels)
 
@@ -301,7 +301,7 @@ def model_config_for(flag_values: dict, channels: int) -> ModelConfig:
 def train_config_for(flag_values: dict, num_points: int) -> TrainConfig:
     """TrainConfig from the flags; --compile auto turns compilation on when a step covers at least
     COMPILE_MIN_POINTS points (num_points: pixels of one image, times the images fitted at once)."""
-    from .config import train_config_from_flags
+    from inrcompress.config import train_config_from_flags
 
     mode = flag_values.get("compile", "off")
     use_compile = mode == "on" or (mode == "auto" and num_points >= COMPILE_MIN_POINTS)

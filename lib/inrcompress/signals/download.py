@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from .errors import InrError
+from inrcompress.errors import InrError
 
 CHUNK = 1 << 16
 USER_AGENT = "inrcompress-download/1"

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import yaml
 
-from .compress import QuantConfig, compress_network, decode_image
-from .config import atomic_write_bytes, atomic_write_text, load_flags, model_config_from_flags
-from .data import IMAGE_SUFFIXES, coordinate_grid, image_to_values, load_image, to_landscape
-from .errors import InrError
-from .metrics import image_metrics
-from .nn import INR
-from .train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
+from inrcompress.codec.compress import QuantConfig, compress_network, decode_image
+from inrcompress.config import atomic_write_bytes, atomic_write_text, load_flags, model_config_from_flags
+from inrcompress.signals.image import IMAGE_SUFFIXES, coordinate_grid, image_to_values, load_image, to_landscape
+from inrcompress.errors import InrError
+from inrcompress.evaluate.metrics import image_metrics
+from inrcompress.nn import INR
+from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
 
 MAML_INIT_FILE = "model_maml.pth"
 
@@ -184,7 +184,7 @@ def jpeg_at_size(image: np.ndarray, max_bytes: int) -> dict:
     none fits. For a like-for-like comparison printed beside our result."""
     from PIL import Image
 
-    from .metrics import psnr
+    from inrcompress.evaluate.metrics import psnr
 
     picture = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
     best = None

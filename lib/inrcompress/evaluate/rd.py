@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InrError
+from inrcompress.errors import InrError
 
 # ------------------------------------------------------------------------------------------------
 # Curves
@@ -328,7 +328,7 @@ def decode_image_bytes(data: bytes, channels: int) -> np.ndarray:
 def measure_setting(codec: str, image: np.ndarray, setting: float, options: CodecOptions = CodecOptions(),
                     with_ms_ssim: bool = True) -> dict:
     """Encode, decode and measure one image at one setting."""
-    from .metrics import ms_ssim, mse, psnr_from_mse
+    from inrcompress.evaluate.metrics import ms_ssim, mse, psnr_from_mse
 
     started = time.perf_counter()
     data = encode_image(codec, image, setting, options)
@@ -349,7 +349,7 @@ def measure_setting(codec: str, image: np.ndarray, setting: float, options: Code
 def load_dataset_images(folder: Path, downscaling_factor: int = 1, names: Sequence[str] | None = None
                         ) -> list[tuple[str, np.ndarray]]:
     """(stem, uint8 image) of every image of a dataset folder, downscaled as the fitting tools do."""
-    from .data import list_images, load_image
+    from inrcompress.signals.image import list_images, load_image
 
     files = list_images(folder)
     if names:
@@ -553,8 +553,8 @@ def plot_curves(groups: Sequence[tuple[str, Sequence[Curve]]], out: str | Path, 
 
 
 def write_json(path: str | Path, data: dict) -> Path:
-    from .config import atomic_write_text
-    from .download import make_readable
+    from inrcompress.config import atomic_write_text
+    from inrcompress.signals.download import make_readable
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

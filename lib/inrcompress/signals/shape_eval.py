@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data import coordinate_grid
-from .images import predict
-from .shapes import ShapeSamples, surface_points
+from inrcompress.signals.image import coordinate_grid
+from inrcompress.experiments.images import predict
+from inrcompress.signals.shape import ShapeSamples, surface_points
 
 CHAMFER_CONVENTION = ("mean squared nearest-neighbour distance, both directions summed (pytorch3d chamfer_distance); "
                       "100k points on the marching-cubes surface vs 100k ground-truth surface points")

@@ -58,7 +58,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.func import grad_and_value, vmap
 
-from .config import (
+from inrcompress.config import (
     ModelConfig,
     atomic_write_text,
     maml_experiment_name,
@@ -66,12 +66,12 @@ from .config import (
     model_config_from_flags,
     save_flags,
 )
-from .data import IMAGE_SUFFIXES, MAX_PIXELS, coordinate_grid, image_to_values, list_images, load_image, to_landscape
-from .errors import InrError
-from .flags import LR_TYPES
-from .image_codec import MAML_INIT_FILE
-from .nn import INR, mlp_forward
-from .train import load_checkpoint, resolve_device, torch_save_atomic
+from inrcompress.signals.image import IMAGE_SUFFIXES, MAX_PIXELS, coordinate_grid, image_to_values, list_images, load_image, to_landscape
+from inrcompress.errors import InrError
+from inrcompress.tools.flags import LR_TYPES
+from inrcompress.experiments.image_codec import MAML_INIT_FILE
+from inrcompress.nn import INR, mlp_forward
+from inrcompress.fit.train import load_checkpoint, resolve_device, torch_save_atomic
 
 MAML_OBJ_FILE = "maml_obj.pth"
 MAML_RESULT_FILE = "maml_result.json"
@@ -652,7 +652,7 @@ def _file_digest(path: Path) -> str:
 def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool = True) -> Path:
     """overfitMetaSiren.py: fit every image of data_root/dataset starting from the meta-learned init;
     returns the experiment folder."""
-    from .images import (
+    from inrcompress.experiments.images import (
         ImageSignal,
         batch_images_for,
         check_images,

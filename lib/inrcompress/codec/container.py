@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import coding
-from .config import ACTIVATIONS, ENCODINGS, ModelConfig, atomic_write_bytes
-from .errors import CorruptFileError, InrError
+from inrcompress.codec import coding
+from inrcompress.config import ACTIVATIONS, ENCODINGS, ModelConfig, atomic_write_bytes
+from inrcompress.errors import CorruptFileError, InrError
 
 MAGIC = b"INRC"
 FORMAT_VERSION = 1
