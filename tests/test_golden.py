@@ -1,0 +1,88 @@
+"""Golden files: .inr files written by earlier versions decode to exactly the outputs stored with them.
+
+tests/golden/<version>/manifest.json lists every file with the md5 of its bytes and of its decoded
+pixels (images) or the sha256 of the decoded network's 32^3 SDF grid and of its marching-cubes
+vertices and faces (the shape). The files are never regenerated (tests/golden/README.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from inrcompress.codec import container
+from inrcompress.codec.compress import decode_image, decode_network
+from inrcompress.errors import InrError
+from inrcompress.signals.shape_eval import extract_surface, sdf_grid
+
+GOLDEN = Path(__file__).parent / "golden"
+VERSIONS = sorted(p.name for p in GOLDEN.iterdir() if (p / "manifest.json").is_file())
+
+
+def _manifest(version: str) -> dict:
+    return json.loads((GOLDEN / version / "manifest.json").read_text())
+
+
+def _cases(kind: str) -> list:
+    return [pytest.param(version, name, id=f"{version}/{name}")
+            for version in VERSIONS for name in _manifest(version) if name.startswith(kind)]
+
+
+def _file(version: str, name: str) -> bytes:
+    data = (GOLDEN / version / f"{name}.inr").read_bytes()
+    assert hashlib.md5(data).hexdigest() == _manifest(version)[name]["md5"], "the golden file itself changed"
+    return data
+
+
+def _meta_init(version: str) -> dict[str, torch.Tensor]:
+    return torch.load(GOLDEN / version / "meta_init.pth", weights_only=True)
+
+
+def test_both_versions_are_present():
+    assert "v1" in VERSIONS
+
+
+@pytest.mark.parametrize("version,name", _cases("image_"))
+def test_golden_image_decodes_to_the_stored_pixels(version, name):
+    entry = _manifest(version)[name]
+    data = _file(version, name)
+    assert data[4] == int(version[1:])
+    reference = _meta_init(version) if "meta" in name else None
+    header, picture = decode_image(data, reference)
+    stored = np.load(GOLDEN / version / f"{name}_decoded.npy")
+    assert picture.dtype == np.uint8 and list(picture.shape) == entry["decoded_shape"]
+    np.testing.assert_array_equal(picture, stored)
+    assert hashlib.md5(picture.tobytes()).hexdigest() == entry["decoded_md5"]
+    assert container.size_breakdown(data).coding_model == entry["coding_model"]
+    assert header.modality == "image"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_golden_residual_needs_its_own_init(version):
+    data = _file(version, "image_meta_residual")
+    with pytest.raises(InrError, match="meta-learned initialization"):
+        decode_image(data)
+    other = {k: v + 1e-3 for k, v in _meta_init(version).items()}
+    with pytest.raises(InrError, match="not the one this file was coded against"):
+        decode_image(data, other)
+    header, _ = decode_image(data, _meta_init(version))
+    assert header.rotated and header.height < header.width
+
+
+@pytest.mark.parametrize("version,name", _cases("shape_"))
+def test_golden_shape_decodes_to_the_stored_mesh(version, name):
+    entry = _manifest(version)[name]
+    header, model = decode_network(_file(version, name))
+    assert header.modality == "shape"
+    grid = sdf_grid(model, entry["mc_resolution"])
+    assert hashlib.sha256(np.ascontiguousarray(grid, dtype=np.float32).tobytes()).hexdigest() == \
+        entry["sdf_grid_sha256"]
+    vertices, faces = extract_surface(grid)
+    assert (len(vertices), len(faces)) == (entry["vertices"], entry["faces"])
+    assert hashlib.sha256(np.ascontiguousarray(vertices, dtype=np.float64).tobytes()).hexdigest() == \
+        entry["vertices_sha256"]
+    assert hashlib.sha256(np.ascontiguousarray(faces, dtype=np.int64).tobytes()).hexdigest() == entry["faces_sha256"]
