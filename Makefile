@@ -1,5 +1,6 @@
-# make demo: set up .venv and run the main job on a built-in photograph.
-# make test: set up .venv and run the test suite (what CI runs).
+# make demo:     set up .venv and run the main job on a built-in photograph.
+# make test:     set up .venv and run the fast tests, -m "not slow" (what CI runs: .ci/run).
+# make test-all: set up .venv and run every test, the slow ones included.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 

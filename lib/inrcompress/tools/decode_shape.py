@@ -22,7 +22,7 @@ from inrcompress.experiments.shape_codec import decode_shape
 from inrcompress.signals.shape_eval import extract_surface, render_preview, sdf_grid
 from inrcompress.signals.shape import MESH_SUFFIXES, save_mesh
 
-USAGE = "usage: decode_shape.py INPUT.inr OUTPUT.obj|.ply|.off [--png PICTURE.png] [--mc_resolution 128]"
+POSITIONAL = ("INPUT.inr", "OUTPUT.obj|.ply|.off")
 
 
 def build_flags() -> flags.FlagValues:
@@ -56,9 +56,7 @@ def decode_to_mesh(source: Path, target: Path, picture: Path, resolution: int) -
 def main(argv: list[str] | None = None) -> int:
     def body(args):
         fv = build_flags()
-        paths = [Path(p) for p in inr_flags.parse(fv, args, "decode_shape.py")]
-        if len(paths) != 2:
-            raise InrError(USAGE)
+        paths = [Path(p) for p in inr_flags.parse(fv, args, "decode_shape.py", POSITIONAL)]
         picture = Path(fv.png) if fv.png else paths[1].with_suffix(".png")
         print(decode_to_mesh(paths[0], paths[1], picture, fv.mc_resolution))
     return inr_flags.run_tool(body, argv)

@@ -32,7 +32,7 @@ def build_flags() -> flags.FlagValues:
     flags.DEFINE_integer("epochs", 3000, "Fitting steps.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("hidden_dims", 32, "Width of the MLP.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("bitwidth", 8, "Bits per weight.", lower_bound=2, upper_bound=16, flag_values=fv)
-    flags.DEFINE_string("device", "auto", "Torch device.", flag_values=fv)
+    inr_flags.define_device(fv)
     return fv
 
 
@@ -49,23 +49,21 @@ def prepare_image(out: Path, size: int) -> Path:
 def main(argv: list[str] | None = None) -> int:
     def body(args):
         fv = build_flags()
-        inr_flags.parse(fv, args, "quickstart.py")
+        inr_flags.parse(fv, args, "quickstart.py", positional=())
         out = Path(fv.out)
         data_root = prepare_image(out, fv.size)
-        fit_flags = overfit_flags()
-        inr_flags.parse(fit_flags, [
+        fit_values = inr_flags.parse_values(overfit_flags(), [
             f"--data_root={data_root}", "--dataset=astronaut", f"--exp_root={out / 'exp'}",
             f"--epochs={fv.epochs}", "--lr=0.0005", "--l1_reg=0.00001", f"--hidden_dims={fv.hidden_dims}",
             "--steps_til_summary=500", "--epochs_til_ckpt=500", f"--device={fv.device}"], "overfitINR.py")
-        exp_dir = run_overfit(inr_flags.values(fit_flags))
+        exp_dir = run_overfit(fit_values)
         print(f"float reconstruction: {exp_dir / 'astronaut' / 'reconstruction.png'}")
 
-        quant_flags = quantize_flags()
-        inr_flags.parse(quant_flags, [
+        quant_values = inr_flags.parse_values(quantize_flags(), [
             f"--data_root={data_root}", "--dataset=astronaut", f"--exp_root={out / 'exp'}",
             f"--exp_glob={exp_dir.name}", f"--bitwidth={fv.bitwidth}", f"--device={fv.device}"],
             "quantize_and_test.py")
-        run_quantize_and_test(inr_flags.values(quant_flags))
+        run_quantize_and_test(quant_values)
         inr_file = next((exp_dir / "astronaut").glob(f"compressed_arithmetic_bw{fv.bitwidth}_*.inr"))
         decoded_png = out / "astronaut_decoded.png"
         if decode_main([str(inr_file), str(decoded_png)]) != 0:

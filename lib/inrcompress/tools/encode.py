@@ -17,7 +17,6 @@ from inrcompress.tools import flags as inr_flags
 from inrcompress.codec.compress import QuantConfig
 from inrcompress.config import atomic_write_bytes
 from inrcompress.signals.image import coordinate_grid, image_to_values, load_image
-from inrcompress.errors import InrError
 from inrcompress.experiments.image_codec import compress_image_model, jpeg_at_size, measure_decoded
 from inrcompress.experiments.images import ImageSignal, fit_image, model_config_for, train_config_for
 from inrcompress.fit.train import resolve_device
@@ -25,9 +24,10 @@ from inrcompress.fit.train import resolve_device
 
 def build_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
-    inr_flags.define_general(fv)
+    inr_flags.define_general(fv, folders=False)
     inr_flags.define_architecture(fv, hidden_dims=32, ff_dims=16)
-    inr_flags.define_overfitting(fv, dataset=None, epochs=25000, lr=5e-4, l1_reg=1e-5)
+    inr_flags.define_overfitting(fv, dataset=None, epochs=25000, lr=5e-4, l1_reg=1e-5, run_folder=False,
+                                 batched=False)
     inr_flags.define_quantization(fv, experiments=False)
     return fv
 
@@ -35,9 +35,7 @@ def build_flags() -> flags.FlagValues:
 def main(argv: list[str] | None = None) -> int:
     def body(args):
         fv = build_flags()
-        positional = inr_flags.parse(fv, args, "encode.py")
-        if len(positional) != 2:
-            raise InrError("usage: encode.py INPUT_IMAGE OUTPUT.inr [--flags]")
+        positional = inr_flags.parse(fv, args, "encode.py", ("INPUT_IMAGE", "OUTPUT.inr"))
         source, target = Path(positional[0]), Path(positional[1])
         values = inr_flags.values(fv)
         device = resolve_device(values["device"])

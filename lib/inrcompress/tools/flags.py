@@ -7,6 +7,8 @@ Names and defaults are the paper's (spec section 2). Each tool builds its own Fl
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Callable
 
 from absl import flags
@@ -17,13 +19,43 @@ from inrcompress.errors import InrError
 _ABSL_FLAGS = {"help", "helpshort", "helpfull", "helpxml", "flagfile", "undefok"}
 
 
-def define_general(fv: flags.FlagValues) -> None:
-    flags.DEFINE_string("data_root", "data", "Root directory of the datasets: <data_root>/<dataset>.", flag_values=fv)
-    flags.DEFINE_string("exp_root", "exp", "Root directory of the experiments.", flag_values=fv)
-    flags.DEFINE_string("device", "auto", "Torch device: auto (cuda when available), cpu, cuda, cuda:1, ...",
-                        flag_values=fv)
+def define_general(fv: flags.FlagValues, *, folders: bool = True) -> None:
+    """--data_root, --exp_root (folders=False leaves them out: tools that take files), --device, --seed."""
+    if folders:
+        define_data_root(fv)
+        flags.DEFINE_string("exp_root", "exp", "Root directory of the experiments.", flag_values=fv)
+    define_device(fv)
     flags.DEFINE_integer("seed", 0, "Random seed of the initialisation (and the gauss encoding matrix).",
                          lower_bound=0, upper_bound=2**32 - 1, flag_values=fv)
+
+
+def define_data_root(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("data_root", "data", "Root directory of the datasets: <data_root>/<dataset>.", flag_values=fv)
+
+
+def define_images(fv: flags.FlagValues, dataset: str = "KODAK") -> None:
+    """--data_root, --dataset, --downscaling_factor: the images a tool reads without fitting them
+    (evaluate.py codecs and report), downscaled as the fitting tools do."""
+    define_data_root(fv)
+    flags.DEFINE_string("dataset", dataset, "Image folder under data_root (KODAK, CelebA100, any folder).",
+                        flag_values=fv)
+    define_downscaling(fv)
+
+
+def define_device(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("device", "auto", "Torch device: auto (cuda when available), cpu, cuda, cuda:1, ...",
+                        flag_values=fv)
+    flags.register_validator("device", _is_device_name, "must be auto or a torch device (cpu, cuda, cuda:1, ...)",
+                             flag_values=fv)
+
+
+def _is_device_name(name: str) -> bool:
+    import torch
+
+    try:
+        return name == "auto" or torch.device(name) is not None
+    except (RuntimeError, ValueError):
+        return False
 
 
 def define_architecture(fv: flags.FlagValues, hidden_dims: int = 64, ff_dims: int | None = 16) -> None:
@@ -82,8 +114,11 @@ def define_maml(fv: flags.FlagValues, *, training: bool = False) -> None:
 
 
 def define_overfitting(fv: flags.FlagValues, *, dataset: str | None = "KODAK", epochs: int = 10000,
-                       lr: float = 1e-4, l1_reg: float = 0.0, downscaling: bool = True) -> None:
-    """Fitting flags; dataset=None leaves out --dataset (tools that take one file)."""
+                       lr: float = 1e-4, l1_reg: float = 0.0, downscaling: bool = True,
+                       run_folder: bool = True, batched: bool = True) -> None:
+    """Fitting flags. dataset=None leaves out --dataset and run_folder=False the checkpoint and
+    TensorBoard cadences (tools that fit one file into no experiment folder); batched=False leaves out
+    --batch_images (fits that are always one by one)."""
     if dataset is not None:
         flags.DEFINE_string("dataset", dataset, "Dataset folder under data_root (KODAK, CelebA100, any folder).",
                             flag_values=fv)
@@ -96,17 +131,19 @@ def define_overfitting(fv: flags.FlagValues, *, dataset: str | None = "KODAK", e
         define_downscaling(fv)
     flags.DEFINE_integer("patience", 500, "Patience of the ReduceLROnPlateau schedule (steps).", lower_bound=1,
                          flag_values=fv)
-    flags.DEFINE_integer("epochs_til_ckpt", 1000, "Epochs between checkpoints.", lower_bound=1, flag_values=fv)
-    flags.DEFINE_integer("steps_til_summary", 1000, "Steps between TensorBoard image summaries.", lower_bound=1,
-                         flag_values=fv)
+    if run_folder:
+        flags.DEFINE_integer("epochs_til_ckpt", 1000, "Epochs between checkpoints.", lower_bound=1, flag_values=fv)
+        flags.DEFINE_integer("steps_til_summary", 1000, "Steps between TensorBoard image summaries.", lower_bound=1,
+                             flag_values=fv)
     flags.DEFINE_enum("compile", "auto", ["auto", "on", "off"],
                       "torch.compile the training step: auto = on when a step covers >= 65536 points "
                       "(one image, or all images fitted at once with --batch_images).",
                       flag_values=fv)
-    flags.DEFINE_integer("batch_images", 0, "Fit up to this many images of the same size at once, as one "
-                         "batched computation (results as one by one, up to float rounding). 0 = auto: 24 on "
-                         "a CPU (measured 1.8-2.5x faster there), 1 on a GPU (not yet measured faster).",
-                         lower_bound=0, flag_values=fv)
+    if batched:
+        flags.DEFINE_integer("batch_images", 0, "Fit up to this many images of the same size at once, as one "
+                             "batched computation (results as one by one, up to float rounding). 0 = auto: 24 on "
+                             "a CPU (measured 1.8-2.5x faster there), 1 on a GPU (not yet measured faster).",
+                             lower_bound=0, flag_values=fv)
     flags.DEFINE_bool("amp", False, "Mixed precision (float16 autocast) on CUDA; changes results slightly.",
                       flag_values=fv)
 
@@ -148,17 +185,53 @@ def define_shapes(fv: flags.FlagValues, *, sampling: bool = True) -> None:
                          "(Chamfer distance, exported mesh).", lower_bound=8, upper_bound=1024, flag_values=fv)
 
 
-def parse(fv: flags.FlagValues, argv: list[str] | None, prog: str) -> list[str]:
-    """Parse argv (without the program name); a bad flag becomes an InrError (one line, exit 2)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def usage_line(prog: str, positional: Sequence[str] = ()) -> str:
+    """`usage: prog POSITIONAL ... [--flag=value ...]`."""
+    return f"usage: {' '.join([prog, *positional])} [--flag=value ...]"
+
+
+def define_paper_only(fv: flags.FlagValues, name: str, value: int | float, why: str) -> None:
+    """A flag that the paper's script defined but that changes nothing here: accepted at its one value
+    so that the paper's command lines run, any other value refused (never parsed and ignored)."""
+    define = flags.DEFINE_integer if isinstance(value, int) else flags.DEFINE_float
+    define(name, value, f"{_PAPER_ONLY}{value}: {why}", flag_values=fv)
+    flags.register_validator(name, lambda v: v == value, f"can only be {value}: {why}", flag_values=fv)
+
+
+_PAPER_ONLY = "Only "
+
+
+def paper_only_flags(fv: flags.FlagValues) -> set[str]:
+    """The names of the flags define_paper_only defined."""
+    return {name for name in fv if (fv[name].help or "").startswith(_PAPER_ONLY)}
+
+
+def parse(fv: flags.FlagValues, argv: list[str] | None, prog: str,
+          positional: Sequence[str] | None = None) -> list[str]:
+    """Parse argv (without the program name); returns the positional arguments.
+
+    positional names the tool's positional arguments for the usage line (e.g. ("INPUT.inr",
+    "OUTPUT.png")) and fixes their count; a last name ending in "..." takes one or more. None leaves
+    the count to the caller. argv None is the command line, and the usage line then shows the name
+    the tool was started by (inr-decode, decode.py). --help prints the usage line and the flags and
+    raises HelpShown; a bad flag, a bad value or a wrong count raises InrError (one line, exit 2)."""
+    if argv is None:
+        argv, prog = sys.argv[1:], Path(sys.argv[0]).name or prog
+    argv = list(argv)
+    usage = usage_line(prog, positional or ())
     if any(a in ("-h", "--help", "--helpfull", "--helpshort") for a in argv):
-        print(f"usage: {prog} [--flag=value ...]\n\n{fv.get_help()}")
+        print(f"{usage}\n\n{fv.get_help()}")
         raise HelpShown()
     try:
-        rest = fv([prog] + argv)
+        rest = fv([prog] + argv)[1:]
     except flags.Error as e:
         raise InrError(str(e).splitlines()[0]) from None
-    return rest[1:]
+    if positional is not None:
+        variadic = bool(positional) and positional[-1].endswith("...")
+        if len(rest) < len(positional) or (len(rest) > len(positional) and not variadic):
+            got = f"got {len(rest)} positional argument{'s' if len(rest) != 1 else ''}"
+            raise InrError(f"{usage} ({got}{': ' + ' '.join(rest) if rest else ''})")
+    return rest
 
 
 class HelpShown(Exception):
@@ -172,9 +245,7 @@ def values(fv: flags.FlagValues) -> dict:
 
 def parse_values(fv: flags.FlagValues, argv: list[str] | None, prog: str) -> dict:
     """parse() a tool's argv that takes no positional arguments, then its flags as values()."""
-    rest = parse(fv, argv, prog)
-    if rest:
-        raise InrError(f"{prog} takes no positional arguments, got {rest}")
+    parse(fv, argv, prog, positional=())
     return values(fv)
 
 

@@ -12,14 +12,17 @@ from inrcompress.tools import flags as inr_flags
 from inrcompress.signals.shape import normalize_shapes
 
 
-def main(argv: list[str] | None = None) -> int:
-    return inr_flags.run_tool(_normalize, argv)
-
-
-def _normalize(args) -> None:
+def build_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
     flags.DEFINE_string("shape_glob", "*", "Glob of the meshes (.obj, .ply, .off) to normalize; files named "
                         "*_normalized.* are left out. Quote it so that the shell does not expand it.",
                         flag_values=fv)
-    for source, target in normalize_shapes(inr_flags.parse_values(fv, args, "normalize_shapes.py")["shape_glob"]):
-        print(f"{source} -> {target}")
+    return fv
+
+
+def main(argv: list[str] | None = None) -> int:
+    def body(args):
+        shape_glob = inr_flags.parse_values(build_flags(), args, "normalize_shapes.py")["shape_glob"]
+        for source, target in normalize_shapes(shape_glob):
+            print(f"{source} -> {target}")
+    return inr_flags.run_tool(body, argv)

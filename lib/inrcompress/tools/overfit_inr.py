@@ -18,7 +18,5 @@ def build_flags() -> flags.FlagValues:
 
 def main(argv: list[str] | None = None, **hooks) -> int:
     def body(args):
-        fv = build_flags()
-        inr_flags.parse(fv, args, "overfitINR.py")
-        run_overfit(inr_flags.values(fv), **hooks)
+        run_overfit(inr_flags.parse_values(build_flags(), args, "overfitINR.py"), **hooks)
     return inr_flags.run_tool(body, argv)

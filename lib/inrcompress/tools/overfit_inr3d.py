@@ -19,7 +19,8 @@ def build_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
     inr_flags.define_general(fv)
     inr_flags.define_architecture(fv, hidden_dims=32, ff_dims=16)
-    inr_flags.define_overfitting(fv, dataset="armadillo", epochs=250, lr=1e-4, l1_reg=0.0, downscaling=False)
+    inr_flags.define_overfitting(fv, dataset="armadillo", epochs=250, lr=1e-4, l1_reg=0.0, downscaling=False,
+                                 batched=False)
     inr_flags.define_shapes(fv)
     fv.set_default("epochs_til_ckpt", 10)  # the paper's 3D default (images: 1000)
     fv["dataset"].help = ("Dataset folder under data_root: armadillo, stanford (*_normalized.obj), ShapeNet50, "

@@ -19,8 +19,7 @@ def build_flags() -> flags.FlagValues:
     inr_flags.define_maml(fv)
     inr_flags.define_architecture(fv, hidden_dims=32, ff_dims=16)
     inr_flags.define_overfitting(fv, dataset="KODAK", epochs=1000, lr=5e-4, l1_reg=1e-5)
-    flags.DEFINE_integer("batch_size", 1, "Unused (one image is one batch); kept for the paper's command lines.",
-                         lower_bound=1, flag_values=fv)
+    inr_flags.define_paper_only(fv, "batch_size", 1, "one image is one batch (the paper's script defined it too).")
     flags.DEFINE_integer("warmup", 100, "Linear learning-rate warm-up steps (lets Adam's moments settle).",
                          lower_bound=0, flag_values=fv)
     return fv
@@ -28,7 +27,5 @@ def build_flags() -> flags.FlagValues:
 
 def main(argv: list[str] | None = None, **hooks) -> int:
     def body(args):
-        fv = build_flags()
-        inr_flags.parse(fv, args, "overfitMetaSiren.py")
-        run_overfit_meta(inr_flags.values(fv), **hooks)
+        run_overfit_meta(inr_flags.parse_values(build_flags(), args, "overfitMetaSiren.py"), **hooks)
     return inr_flags.run_tool(body, argv)

@@ -18,7 +18,5 @@ def build_flags() -> flags.FlagValues:
 
 def main(argv: list[str] | None = None) -> int:
     def body(args):
-        fv = build_flags()
-        inr_flags.parse(fv, args, "quantize_and_test.py")
-        run_quantize_and_test(inr_flags.values(fv))
+        run_quantize_and_test(inr_flags.parse_values(build_flags(), args, "quantize_and_test.py"))
     return inr_flags.run_tool(body, argv)

@@ -21,11 +21,8 @@ def build_flags() -> flags.FlagValues:
     fv["dataset"].help = ("Dataset folder under data_root with the original meshes; read only for a shape whose "
                           "cached samples (sdf_samples.npz) are missing.")
     fv["skip_existing"].help = "Skip a shape whose metrics file for this setting exists."
-    # Defined by the paper's script and never read there either; kept so that its command lines run.
-    flags.DEFINE_float("l1_reg", 0.0, "Unused (defined by the paper's script, never read).", lower_bound=0.0,
-                       flag_values=fv)
-    flags.DEFINE_float("entropy_reg", 0.0, "Unused (defined by the paper's script, never read).", lower_bound=0.0,
-                       flag_values=fv)
+    for name in ("l1_reg", "entropy_reg"):
+        inr_flags.define_paper_only(fv, name, 0.0, "the paper's script defined it and never read it.")
     return fv
 
 

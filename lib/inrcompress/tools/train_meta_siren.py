@@ -19,7 +19,5 @@ def build_flags() -> flags.FlagValues:
 
 def main(argv: list[str] | None = None, **hooks) -> int:
     def body(args):
-        fv = build_flags()
-        inr_flags.parse(fv, args, "trainMetaSiren.py")
-        train_meta(inr_flags.values(fv), **hooks)
+        train_meta(inr_flags.parse_values(build_flags(), args, "trainMetaSiren.py"), **hooks)
     return inr_flags.run_tool(body, argv)
