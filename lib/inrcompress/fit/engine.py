@@ -46,7 +46,7 @@ RESUME_FORMAT = "inrcompress-fit/2"
 # Resume points of inrcompress <= b577759: one by one (train.fit, named as RESUME_FILE today, told
 # apart by its content) and batched (batched.fit_many).
 OLD_BATCHED_RESUME_FILE = "model_current_batched.pth"
-OLD_SINGLE_KEYS = {"model", "optimizer", "scheduler", "state"}
+OLD_SINGLE_KEYS = {"model", "optimizer", "scheduler", "state"}  # and "scaler"
 
 
 @dataclass
@@ -202,7 +202,7 @@ def read_resume_point(files: RunFiles, parameter_names: list[str], map_location=
         saved = load_checkpoint(files.resume_path, map_location=map_location)
         if isinstance(saved, dict) and saved.get("format") == RESUME_FORMAT:
             return saved
-        if isinstance(saved, dict) and set(saved) == OLD_SINGLE_KEYS:
+        if isinstance(saved, dict) and OLD_SINGLE_KEYS <= set(saved):
             return _from_old_single(saved, parameter_names)
         raise InrError(f"{files.resume_path} is not a resume point of this version ({RESUME_FORMAT}): "
                        "delete it to restart this fit from the beginning")
