@@ -158,7 +158,7 @@ def full_commands(script: str, data_root: Path, exp_root: Path) -> list[tuple[st
     import shlex
 
     from inrcompress.tools import flags as inr_flags
-    from inrcompress.tools.evaluate import _parser
+    from inrcompress.tools.evaluate import command_line
 
     env = {**os.environ, "DRY_RUN": "1", "QUICK": "0", "DATA_ROOT": str(data_root), "EXP_ROOT": str(exp_root),
            "PYTHON": sys.executable}
@@ -172,11 +172,10 @@ def full_commands(script: str, data_root: Path, exp_root: Path) -> list[tuple[st
         tool = Path(argv[0]).name
         if tool in TOOLS:
             module = importlib.import_module(f"inrcompress.tools.{TOOLS[tool]}")
-            fv = module.build_flags()
-            inr_flags.parse(fv, argv[1:], tool)  # an unknown flag or a bad value raises
-            commands.append((tool, inr_flags.values(fv)))
+            # an unknown flag, a bad value or a stray positional argument raises
+            commands.append((tool, inr_flags.parse_values(module.build_flags(), argv[1:], tool)))
         elif tool == "evaluate.py":
-            commands.append((f"evaluate {argv[1]}", _parser().parse_args(argv[1:])))
+            commands.append((f"evaluate {argv[1]}", inr_flags.values(command_line(argv[1:])[1])))
         else:
             assert tool == "celeba100dataset.py", line
             commands.append((tool, argv[1:]))

@@ -80,6 +80,15 @@ def test_a_wrong_number_of_positional_arguments_is_a_usage_error(command, monkey
     assert "\n" not in err
 
 
+def test_a_subcommand_shows_and_checks_its_positional_arguments(monkeypatch, capsys):
+    """inr-evaluate bd takes one or more test curves (a variadic positional argument)."""
+    assert run_as_command("inr-evaluate", ["bd", "--help"], monkeypatch) == 0
+    usage = capsys.readouterr().out.splitlines()[0]
+    assert usage == "usage: inr-evaluate bd TEST_CURVE... [--flag=value ...]"
+    assert run_as_command("inr-evaluate", ["bd"], monkeypatch) == 2
+    assert capsys.readouterr().err.startswith(f"error: {usage} (got 0 positional arguments)")
+
+
 def test_the_paper_scripts_name_themselves_in_the_usage_line(capsys):
     """Called in-process with an argv (the paper scripts' wrappers, tests), the tool names itself."""
     from inrcompress.tools.decode import main
