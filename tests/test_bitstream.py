@@ -1,4 +1,4 @@
-"""The .inr container: header round trips, size accounting, validation, and fuzzing of the reader."""
+"""The .inr container: header round trips, size accounting, validation, the v1 reader, and fuzzing."""
 
 from __future__ import annotations
 
@@ -7,19 +7,25 @@ import hashlib
 import math
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inrcompress.codec import container as bs
 from inrcompress.codec import coding
+from inrcompress.codec import container as bs
+from inrcompress.codec.representations.base import fields_struct
+from inrcompress.codec.representations.siren import SirenMLP
 from inrcompress.config import ModelConfig
 from inrcompress.errors import CorruptFileError, InrError
-from inrcompress.nn import INR
+
+GOLDEN_V1 = Path(__file__).parent / "golden" / "v1"
+COMMON = ("modality", "height", "width", "bitwidth", "coder", "rotated", "init_hash", "step_sizes")
 
 
 def make_header(**changes) -> bs.InrHeader:
+    """A v2 header of a SIREN MLP; keyword arguments name common or architecture fields."""
     values = {"modality": "image", "height": 24, "width": 32, "channels": 3, "in_features": 2, "encoding": "nerf",
               "activation": "sine", "hidden_dims": 16, "hidden_layers": 2, "ff_dims": 4, "encoding_scale": 1.4,
               "gauss_seed": 0, "bitwidth": 8, "coder": "arithmetic", "rotated": False, "init_hash": b"",
@@ -29,28 +35,33 @@ def make_header(**changes) -> bs.InrHeader:
         values.update(height=0, width=0, channels=1, in_features=3)
     if values["step_sizes"] is None:
         values["step_sizes"] = [0.001 * (i + 1) for i in range(2 * (values["hidden_layers"] + 2))]
-    return bs.InrHeader(**values)
+    cfg = ModelConfig(out_features=values.pop("channels"),
+                      **{k: values.pop(k) for k in list(values) if k not in COMMON})
+    return bs.InrHeader(representation=SirenMLP(cfg), **values)
 
 
 def random_symbols(header: bs.InrHeader, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     top = (1 << header.bitwidth) - 1
-    return [np.clip(np.round(rng.laplace(top / 2, 1 + top / 40, math.prod(shape))), 0, top).astype(np.int64)
-            for shape in bs.tensor_shapes(header)]
+    return [np.clip(np.round(rng.laplace(top / 2, 1 + top / 40, n)), 0, top).astype(np.int64)
+            for n in bs.tensor_lengths(header)]
 
 
-def field_offset(name: str) -> int:
-    """Byte offset of a fixed header field in the file."""
-    fmt = "<"
-    for field, code in bs.HEADER_FIELDS:
-        if field == name:
-            return bs._PREFIX + struct.calcsize(fmt)
-        fmt += code
+# Where a field lies: the common fields follow magic and version; the architecture section (the
+# first section) follows them after its 3-byte tag and length.
+ARCH_START = bs._PREFIX + bs._COMMON.size + bs._SECTION_HEAD.size
+V1_LAYOUT = (bs.V1_FIELDS, bs._PREFIX)
+V2_LAYOUTS = ((bs.COMMON_FIELDS, bs._PREFIX), (SirenMLP.fields, ARCH_START))
+
+
+def field_place(name: str, layouts) -> tuple[int, str]:
+    """Byte offset and struct format of a header field."""
+    for fields, start in layouts:
+        names = [f.name for f in fields]
+        if name in names:
+            k = names.index(name)
+            return start + fields_struct(fields[:k]).size, "<" + fields[k].fmt
     raise KeyError(name)
-
-
-def field_format(name: str) -> str:
-    return "<" + dict(bs.HEADER_FIELDS)[name]
 
 
 def with_crc(body: bytes) -> bytes:
@@ -59,9 +70,13 @@ def with_crc(body: bytes) -> bytes:
 
 def patch_field(data: bytes, name: str, value) -> bytes:
     """Overwrite one header field and fix the checksum, so that the header checks see it."""
-    raw = struct.pack(field_format(name), value)
-    at = field_offset(name)
+    at, fmt = field_place(name, [V1_LAYOUT] if data[4] == 1 else V2_LAYOUTS)
+    raw = struct.pack(fmt, value)
     return with_crc(data[:at] + raw + data[at + len(raw):-4])
+
+
+def golden_v1(name: str) -> bytes:
+    return (GOLDEN_V1 / f"{name}.inr").read_bytes()
 
 
 def assert_same_symbols(a, b):
@@ -83,6 +98,7 @@ def test_header_roundtrip_for_every_encoding_and_modality(encoding, modality):
                          activation="relu" if encoding == "positional" else "sine")
     symbols = random_symbols(header)
     data = bs.write_inr(header, symbols)
+    assert data[:5] == b"INRC\x02"
     got_header, got_symbols = bs.read_inr(data)
     assert got_header == header
     assert_same_symbols(symbols, got_symbols)
@@ -117,68 +133,133 @@ def test_step_sizes_are_kept_as_float32():
     assert got.step_sizes == header.step_sizes
 
 
-@pytest.mark.parametrize("encoding", ["mlp", "nerf", "positional", "gauss"])
-@pytest.mark.parametrize("modality", ["image", "shape"])
-def test_tensor_shapes_match_the_network(encoding, modality):
-    header = make_header(modality=modality, encoding=encoding, ff_dims=3, gauss_seed=9)
-    cfg = bs.model_config(header)
-    assert cfg == ModelConfig(in_features=header.in_features, out_features=header.channels, encoding=encoding,
-                              activation="sine", hidden_dims=16, hidden_layers=2, ff_dims=3, encoding_scale=1.4,
-                              gauss_seed=9)
-    model = INR(cfg)
-    expected = [tuple(p.shape) for layer in model.layers for p in (layer.weight, layer.bias)]
-    assert bs.tensor_shapes(header) == expected
+def test_header_reads_the_architecture_fields_of_its_representation():
+    header = make_header(hidden_dims=9, hidden_layers=3, activation="relu", channels=1)
+    assert (header.hidden_dims, header.hidden_layers, header.activation, header.encoding) == (9, 3, "relu", "nerf")
+    assert (header.channels, header.in_features) == (1, 2)
+    with pytest.raises(AttributeError):
+        header.no_such_field
 
 
-def test_for_model_builds_the_header_of_a_config():
+def test_for_model_builds_the_header_of_a_config_or_a_network():
     cfg = ModelConfig(in_features=3, out_features=1, encoding="gauss", hidden_dims=8, hidden_layers=1, ff_dims=2,
                       encoding_scale=3.0, gauss_seed=5)
     header = bs.InrHeader.for_model(cfg, modality="shape", bitwidth=7, coder="brotli", step_sizes=[0.5] * 6)
-    assert bs.model_config(header) == cfg
+    assert header.representation == SirenMLP(cfg)
+    assert header.representation.build().cfg == cfg
     assert header.height == header.width == 0 and not header.rotated and header.init_hash == b""
+    assert bs.InrHeader.for_model(SirenMLP(cfg).build(), modality="shape", bitwidth=7, coder="brotli",
+                                  step_sizes=[0.5] * 6) == header
+    with pytest.raises(InrError, match="no registered representation describes a str"):
+        bs.InrHeader.for_model("mlp", modality="shape", bitwidth=7, coder="brotli", step_sizes=[])
 
 
-def test_size_breakdown_accounts_for_every_byte():
-    header = make_header(init_hash=bytes(32))
+def test_v2_layout_and_size_breakdown_account_for_every_byte():
+    header = make_header(init_hash=bytes(range(32)))
     data, sizes = bs.encode_inr(header, random_symbols(header))
-    assert sizes == bs.size_breakdown(data)
     assert sizes.total == len(data)
     assert sizes.step_size_bytes == 4 * 8
-    assert sizes.container_bytes == 4 + 1 + bs._STRUCT.size + 32 + 4
+    arch = fields_struct(SirenMLP.fields).size
+    assert arch == 19
+    assert sizes.container_bytes == 4 + 1 + 12 + (3 + arch) + (3 + 32) + 4
     assert sizes.total == sizes.container_bytes + sizes.step_size_bytes + sizes.payload_bytes
     assert sizes.paper_bytes == sizes.payload_bytes + sizes.step_size_bytes
+    # The layout the module docstring and the README describe, read by hand.
+    modality, height, width, rotated, in_f, channels, rep_id, bitwidth, coder, sections = \
+        struct.unpack_from("<BHHBBBBBBB", data, 5)
+    assert (modality, height, width, rotated, in_f, channels, rep_id, bitwidth, coder, sections) == \
+        (0, 24, 32, 0, 2, 3, SirenMLP.file_id, 8, 0, 2)
+    assert struct.unpack_from("<BH", data, 17) == (bs.SECTION_ARCHITECTURE, arch)
+    assert struct.unpack_from("<BBHBHdI", data, 20) == (1, 0, 16, 2, 4, 1.4, 0)
+    assert struct.unpack_from("<BH", data, 20 + arch) == (bs.SECTION_INIT, 32)
+    assert data[23 + arch:55 + arch] == bytes(range(32))
+    steps = struct.unpack_from("<8f", data, 55 + arch)
+    assert steps == header.step_sizes
 
 
 def test_forcing_the_papers_global_model():
     header = make_header()
     symbols = random_symbols(header)
-    best = bs.write_inr(header, symbols)
-    paper = bs.write_inr(header, symbols, model="global")
+    best, best_sizes = bs.encode_inr(header, symbols)
+    paper, paper_sizes = bs.encode_inr(header, symbols, model="global")
     assert len(best) <= len(paper)
-    assert bs.size_breakdown(paper).coding_model == "global"
-    assert bs.size_breakdown(best).coding_model in coding.MODELS
+    assert paper_sizes.coding_model == "global"
+    assert best_sizes.coding_model in coding.MODELS
     assert bs.encode_inr(make_header(coder="brotli"), symbols)[1].coding_model == "brotli"
     assert_same_symbols(symbols, bs.read_inr(paper)[1])
 
 
-def test_file_roundtrip_and_file_errors(tmp_path):
-    header = make_header()
-    symbols = random_symbols(header)
-    path = tmp_path / "sub" / "x.inr"
-    sizes = bs.write_inr_file(path, header, symbols)
-    assert path.stat().st_size == sizes.total
-    assert [p.name for p in path.parent.iterdir()] == ["x.inr"]  # no temporary left behind
-    got_header, got_symbols = bs.read_inr_file(path)
-    assert got_header == header
-    assert_same_symbols(symbols, got_symbols)
-
+def test_file_errors(tmp_path):
     with pytest.raises(InrError, match="cannot read") as missing:
-        bs.read_inr_file(tmp_path / "missing.inr")
+        bs.read_inr_file_bytes(tmp_path / "missing.inr")
     assert not isinstance(missing.value, CorruptFileError)
-    bad = tmp_path / "bad.inr"
-    bad.write_bytes(b"GIF89a")
-    with pytest.raises(CorruptFileError, match="bad.inr: not an .inr file"):
-        bs.read_inr_file(bad)
+    path = tmp_path / "x.inr"
+    header = make_header()
+    path.write_bytes(bs.write_inr(header, random_symbols(header)))
+    assert bs.read_inr(bs.read_inr_file_bytes(path))[0] == header
+
+
+# ----------------------------------------------------------------------------------------------
+# Version 1 files (written before the v2 format) are read forever
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["image_landscape_arith", "image_gray_brotli", "image_meta_residual",
+                                  "shape_sphere"])
+def test_v1_files_read_into_the_same_header_and_symbols_as_their_v2_rewrite(name):
+    data = golden_v1(name)
+    assert data[4] == 1
+    header, symbols = bs.read_inr(data)
+    assert isinstance(header.representation, SirenMLP)
+    assert bool(header.init_hash) == ("meta" in name)
+    rewritten = bs.write_inr(header, symbols)
+    assert rewritten[4] == 2
+    again, again_symbols = bs.read_inr(rewritten)
+    assert again == header
+    assert_same_symbols(symbols, again_symbols)
+
+
+def test_v1_header_fields_are_where_v1_put_them():
+    header, _ = bs.read_inr(golden_v1("image_portrait_arith"))
+    assert (header.height, header.width, header.channels, header.encoding, header.hidden_dims,
+            header.hidden_layers, header.ff_dims, header.gauss_seed, header.bitwidth) == \
+        (32, 20, 3, "gauss", 10, 2, 6, 7, 7)
+    assert struct.unpack_from("<BHHBBBBHBHdIBBBB", golden_v1("image_portrait_arith"), 5) == \
+        (0, 32, 20, 3, 2, 3, 0, 10, 2, 6, 1.4, 7, 7, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("modality", 2, "unknown modality code 2"),
+        ("encoding", 4, "unknown encoding code 4"),
+        ("activation", 200, "unknown activation code 200"),
+        ("coder", 2, "unknown coder code 2"),
+        ("rotated", 2, "rotated flag must be 0 or 1"),
+        ("hidden_dims", 0, "hidden_dims 0"),
+        ("hidden_layers", 65, "hidden_layers 65"),
+        ("ff_dims", 0, "ff_dims must be >= 1"),
+        ("bitwidth", 17, "bitwidth 17"),
+        ("height", 0, "image size"),
+        ("in_features", 3, "in_features 2"),
+        ("channels", 4, "1 or 3 channels"),
+        ("encoding_scale", float("inf"), "encoding_scale"),
+        ("init_hash_len", 31, "init_hash must be empty or 32 bytes"),
+    ],
+)
+def test_invalid_v1_header_fields(name, value, message):
+    with pytest.raises(CorruptFileError, match=message):
+        bs.read_inr(patch_field(golden_v1("image_landscape_arith"), name, value))
+
+
+def test_v1_file_truncated_in_its_header():
+    data = golden_v1("image_meta_residual")
+    with pytest.raises(CorruptFileError, match="truncated"):
+        bs.read_inr(with_crc(data[:bs._PREFIX + bs._V1.size - 2]))
+    with pytest.raises(CorruptFileError, match="truncated in the header"):
+        bs.read_inr(with_crc(data[:bs._PREFIX + bs._V1.size + 20]))
+    with pytest.raises(CorruptFileError, match="parameters, more than the format's"):
+        bs.read_inr(patch_field(patch_field(data, "hidden_dims", 4096), "hidden_layers", 64))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,9 +292,8 @@ def test_file_roundtrip_and_file_errors(tmp_path):
     ],
 )
 def test_writer_rejects_headers_outside_the_format(changes, message):
-    header = make_header(**changes)
     with pytest.raises(InrError, match=message):
-        bs.write_inr(header, [])
+        bs.write_inr(make_header(**changes), [])
 
 
 def test_writer_rejects_shape_headers_with_an_image_size():
@@ -259,14 +339,17 @@ def test_short_or_foreign_files(valid):
 
 
 def test_unknown_versions(valid):
-    newer = with_crc(valid[:4] + bytes([2]) + valid[5:-4])
-    with pytest.raises(CorruptFileError, match="format version 2 is newer than this decoder supports"):
+    newer = with_crc(valid[:4] + bytes([3]) + valid[5:-4])
+    with pytest.raises(CorruptFileError, match="format version 3 is newer than this decoder supports"):
         bs.read_inr(newer)
     with pytest.raises(CorruptFileError, match="unknown format version 0"):
         bs.read_inr(with_crc(valid[:4] + bytes([0]) + valid[5:-4]))
     # A version byte damaged in transit is damage, not a newer format.
     with pytest.raises(CorruptFileError, match="checksum mismatch"):
-        bs.read_inr(valid[:4] + bytes([2]) + valid[5:])
+        bs.read_inr(valid[:4] + bytes([3]) + valid[5:])
+    # v2 bytes labelled v1 are refused by the v1 parser, not misread
+    with pytest.raises(CorruptFileError):
+        bs.read_inr(with_crc(valid[:4] + bytes([1]) + valid[5:-4]))
 
 
 def test_checksum_mismatch(valid):
@@ -288,6 +371,8 @@ def test_checksum_mismatch(valid):
         ("activation", 200, "unknown activation code 200"),
         ("coder", 2, "unknown coder code 2"),
         ("rotated", 2, "rotated flag must be 0 or 1"),
+        ("representation", 0, "unknown representation id 0"),
+        ("representation", 200, "unknown representation id 200"),
         ("hidden_dims", 0, "hidden_dims 0"),
         ("hidden_dims", 4097, "hidden_dims 4097"),
         ("hidden_layers", 0, "hidden_layers 0"),
@@ -301,11 +386,11 @@ def test_checksum_mismatch(valid):
         ("channels", 4, "1 or 3 channels"),
         ("encoding_scale", float("inf"), "encoding_scale"),
         ("encoding_scale", -1.0, "encoding_scale"),
-        ("init_hash_len", 31, "init_hash must be empty or 32 bytes"),
+        ("sections", 0, "no architecture section"),
     ],
 )
 def test_invalid_header_fields(valid, name, value, message):
-    with pytest.raises(CorruptFileError, match=f"invalid header: .*{message}|{message}"):
+    with pytest.raises(CorruptFileError, match=message):
         bs.read_inr(patch_field(valid, name, value))
 
 
@@ -323,16 +408,59 @@ def test_too_many_parameters_is_refused_before_decoding(valid):
 
 @pytest.mark.parametrize("value", [0.0, -0.5, float("nan"), float("inf")])
 def test_invalid_step_sizes(valid, value):
-    at = bs._PREFIX + bs._STRUCT.size + 4 * 3  # step size of tensor 3
+    at = ARCH_START + fields_struct(SirenMLP.fields).size + 4 * 3  # step size of tensor 3
     data = with_crc(valid[:at] + struct.pack("<f", value) + valid[at + 4:-4])
     with pytest.raises(CorruptFileError, match="step size 3 must be finite and > 0"):
         bs.read_inr(data)
 
 
 def test_header_that_runs_into_the_checksum(valid):
-    data = with_crc(valid[:bs._PREFIX + bs._STRUCT.size + 10])
     with pytest.raises(CorruptFileError, match="truncated in the header"):
-        bs.read_inr(data)
+        bs.read_inr(with_crc(valid[:ARCH_START + fields_struct(SirenMLP.fields).size + 10]))
+    with pytest.raises(CorruptFileError, match="runs past the end"):
+        bs.read_inr(with_crc(valid[:ARCH_START + 5]))
+    with pytest.raises(CorruptFileError, match="truncated in its sections"):
+        bs.read_inr(with_crc(valid[:ARCH_START - 2]))
+
+
+def _with_sections(data: bytes, extra: bytes, count: int, replace_arch: bytes | None = None) -> bytes:
+    """`data` with its section count set to `count`, `extra` sections inserted after the first, and
+    optionally the architecture section replaced."""
+    arch_end = ARCH_START + fields_struct(SirenMLP.fields).size
+    arch = data[ARCH_START - 3:arch_end] if replace_arch is None else replace_arch
+    at, _ = field_place("sections", V2_LAYOUTS)
+    body = data[:at] + bytes([count]) + data[at + 1:ARCH_START - 3] + arch + extra + data[arch_end:-4]
+    return with_crc(body)
+
+
+def test_sections_unknown_ancillary_skipped_unknown_critical_refused(valid):
+    header, symbols = bs.read_inr(valid)
+    skipped = _with_sections(valid, bs._section(200, b"a note a newer encoder added"), 2)
+    assert len(skipped) > len(valid)
+    got_header, got_symbols = bs.read_inr(skipped)
+    assert got_header == header
+    assert_same_symbols(symbols, got_symbols)
+    assert bs.read_inr(_with_sections(valid, bs._section(128, b""), 2))[0] == header
+    with pytest.raises(CorruptFileError, match="unknown section 3: the file needs a newer decoder"):
+        bs.read_inr(_with_sections(valid, bs._section(3, b"xyz"), 2))
+    with pytest.raises(CorruptFileError, match="unknown section 127"):
+        bs.read_inr(_with_sections(valid, bs._section(127, b""), 2))
+
+
+def test_sections_with_a_wrong_length_or_twice(valid):
+    arch = valid[ARCH_START:ARCH_START + fields_struct(SirenMLP.fields).size]
+    with pytest.raises(CorruptFileError, match=r"section 1 \(the siren_mlp architecture\) has 20 bytes, its fields "
+                                               r"need 19"):
+        bs.read_inr(_with_sections(valid, b"", 1, bs._section(1, arch + b"\0")))
+    with pytest.raises(CorruptFileError, match=r"section 2 \(init\) has 31 bytes"):
+        bs.read_inr(_with_sections(valid, bs._section(2, bytes(31)), 2))
+    with pytest.raises(CorruptFileError, match="section 1 appears twice"):
+        bs.read_inr(_with_sections(valid, bs._section(1, arch), 2))
+    with pytest.raises(CorruptFileError, match="no architecture section"):
+        bs.read_inr(_with_sections(valid, b"", 1, bs._section(200, arch)))
+    # an init section makes the file a residual one
+    residual = _with_sections(valid, bs._section(2, bytes(range(32))), 2)
+    assert bs.read_inr(residual)[0].init_hash == bytes(range(32))
 
 
 def test_trailing_garbage_and_short_payload_under_a_valid_checksum(valid):
@@ -359,17 +487,17 @@ def test_brotli_file_with_the_wrong_size():
 # Fuzzing
 # ----------------------------------------------------------------------------------------------
 
-# Small files, so that hypothesis spends its time on mutations rather than on decoding.
+# Small v2 files, so that hypothesis spends its time on mutations rather than on decoding, and the
+# smallest golden v1 files (a brotli image, a residual image with its init hash).
 FUZZ_HEADERS = [
     make_header(hidden_dims=6, hidden_layers=1, ff_dims=2),
     make_header(hidden_dims=6, hidden_layers=1, encoding="gauss", ff_dims=2, coder="brotli"),
     make_header(modality="shape", hidden_dims=5, hidden_layers=1, encoding="mlp", ff_dims=0, bitwidth=12,
                 init_hash=bytes(range(32))),
 ]
-FUZZ_FILES = [bs.write_inr(h, random_symbols(h, seed=i)) for i, h in enumerate(FUZZ_HEADERS)]
+FUZZ_FILES = ([bs.write_inr(h, random_symbols(h, seed=i)) for i, h in enumerate(FUZZ_HEADERS)]
+              + [golden_v1("image_gray_brotli"), golden_v1("image_portrait_arith")])
 FUZZ_DECODED = [bs.read_inr(data) for data in FUZZ_FILES]
-
-
 @st.composite
 def mutations(draw, length: int):
     """A list of 1..4 edits of a byte string: bit flip, byte replacement, truncation, insertion,
@@ -409,10 +537,10 @@ def apply(data: bytes, edits) -> bytes:
 def check_result(data: bytes, result) -> None:
     """A decoded mutant must be well formed: one array per tensor, right sizes, in the alphabet."""
     header, symbols = result
-    shapes = bs.tensor_shapes(header)
-    assert len(symbols) == len(shapes)
-    for s, shape in zip(symbols, shapes):
-        assert s.dtype == np.int64 and s.shape == (math.prod(shape),)
+    lengths = bs.tensor_lengths(header)
+    assert len(symbols) == len(lengths)
+    for s, n in zip(symbols, lengths):
+        assert s.dtype == np.int64 and s.shape == (n,)
         assert s.size == 0 or (s.min() >= 0 and s.max() < 1 << header.bitwidth)
 
 
@@ -450,7 +578,9 @@ def test_fuzz_mutated_files_with_fixed_checksum(which, edits):
 
 
 def test_fuzz_fixtures_are_valid():
-    for data, (header, symbols), h in zip(FUZZ_FILES, FUZZ_DECODED, FUZZ_HEADERS):
-        assert header == h
-        check_result(data, (header, symbols))
+    for header, (decoded, _) in zip(FUZZ_HEADERS, FUZZ_DECODED):
+        assert decoded == header
+    assert [data[4] for data in FUZZ_FILES] == [2, 2, 2, 1, 1]
+    for data, result in zip(FUZZ_FILES, FUZZ_DECODED):
+        check_result(data, result)
     assert dataclasses.replace(FUZZ_HEADERS[0]) == FUZZ_HEADERS[0]

@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from inrcompress.codec.representations import representation_of
+from inrcompress.codec.representations.siren import SirenMLP
 from inrcompress.config import ModelConfig
 from inrcompress.signals.image import coordinate_grid
 from inrcompress.nn import INR, GaussianEncoding, NerfEncoding, PositionalEncoding, count_parameters
@@ -100,3 +102,31 @@ def test_runs_under_functional_call(encoding, activation):
         for name, p in model.named_parameters():
             p.add_(0.01)
         assert torch.allclose(model(coords), out, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["mlp", "nerf", "positional", "gauss"])
+@pytest.mark.parametrize("in_features,out_features", [(2, 3), (2, 1), (3, 1)])
+def test_siren_representation_declares_the_networks_tensors(encoding, in_features, out_features):
+    """The codec's view of an INR: its declared tensors are INR.layers' weights and biases (shapes
+    computed without building it), its linear layers chain them, and apply() is the forward pass."""
+    cfg = ModelConfig(in_features=in_features, out_features=out_features, encoding=encoding, hidden_dims=7,
+                      hidden_layers=2, ff_dims=3, gauss_seed=4)
+    rep = representation_of(cfg)
+    assert isinstance(rep, SirenMLP) and rep.in_features == in_features and rep.out_features == out_features
+    torch.manual_seed(0)
+    model = rep.build()
+    assert representation_of(model) == rep
+    params = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
+    assert [(spec.name, spec.shape) for spec in rep.tensor_specs()] == params
+    assert rep.inputs_width() == model.encoding.out_dim
+    layers = rep.linear_layers()
+    assert [(layer.weight, layer.bias) for layer in layers] == [(0, 1), (2, 3), (4, 5), (6, 7)]
+    assert [layer.activation is None for layer in layers] == [False, False, False, True]
+    coords = torch.rand(10, in_features) * 2 - 1
+    shifted = [t.detach() + 0.01 for t in rep.tensors(model)]
+    with torch.no_grad():
+        out = rep.apply(shifted, rep.inputs(model, coords))
+        for t in rep.tensors(model):
+            t.add_(0.01)
+        assert torch.equal(out, model(coords))
+        assert torch.equal(rep.render(model, coords), model(coords))

@@ -12,14 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from inrcompress.codec.container import InrHeader, InrSizes, encode_inr, model_config, read_inr, tensor_shapes
-from inrcompress.signals.image import coordinate_grid, from_landscape, values_to_uint8
-from inrcompress.errors import CorruptFileError, InrError
-from inrcompress.nn import INR
+from inrcompress.codec.container import InrHeader, InrSizes, encode_inr, read_inr
 from inrcompress.codec.quant import QuantizedTensors, load_quantized, quantize_model
-
-# Rows per forward pass when a decoder renders a signal (bounds its memory; results do not depend on it).
-DECODE_CHUNK_ROWS = 65536
+from inrcompress.codec.representations import representation_of
+from inrcompress.codec.representations.base import Representation
+from inrcompress.errors import CorruptFileError, InrError
+from inrcompress.signals.image import coordinate_grid, from_landscape, values_to_uint8
 
 
 @dataclass(frozen=True)
@@ -57,58 +55,61 @@ class QuantConfig:
         return cls(**{k: flags[k] for k in cls.__dataclass_fields__ if k in flags})
 
 
-def init_hash(reference: dict[str, torch.Tensor] | None) -> bytes:
-    """sha256 of a meta-learned initialization's layer tensors (b"" without one)."""
+def init_hash(reference: dict[str, torch.Tensor] | None, representation: Representation) -> bytes:
+    """sha256 of a meta-learned initialization's declared tensors, by sorted name (b"" without one).
+    For a SIREN these are the "layers.*" tensors, the hash format-1 files carry."""
     if reference is None:
         return b""
     digest = hashlib.sha256()
-    for name in sorted(reference):
-        if name.startswith("layers."):
-            tensor = reference[name].detach().to("cpu", torch.float32).contiguous()
-            digest.update(name.encode())
-            digest.update(tensor.numpy().tobytes())
+    for name in sorted(spec.name for spec in representation.tensor_specs()):
+        if name not in reference:
+            raise InrError(f"the initialization lacks {name}")
+        tensor = reference[name].detach().to("cpu", torch.float32).contiguous()
+        digest.update(name.encode())
+        digest.update(tensor.numpy().tobytes())
     return digest.digest()
 
 
-def compress_network(model: INR, coords: torch.Tensor, values: torch.Tensor, qcfg: QuantConfig, *,
+def compress_network(model: torch.nn.Module, coords: torch.Tensor, values: torch.Tensor, qcfg: QuantConfig, *,
                      modality: str, height: int = 0, width: int = 0, rotated: bool = False,
                      reference: dict[str, torch.Tensor] | None = None, seed: int = 0,
                      progress: bool = False) -> tuple[bytes, InrSizes]:
-    """Quantize `model` (AdaRound / QAT on the signal coords -> values) and return the .inr bytes.
+    """Quantize `model` (any registered representation; AdaRound / QAT on the signal coords -> values)
+    and return the .inr bytes and their size breakdown.
 
     reference: a meta-learned init theta_0; only theta - theta_0 is coded and the file records its hash.
     """
+    representation = representation_of(model)
     with torch.no_grad():
-        features = model.encode(coords)
+        features = representation.inputs(model, coords)
     quantized = quantize_model(
         model, features, values, qcfg.bitwidth, adaround=qcfg.adaround,
         adaround_iterations=qcfg.adaround_iterations, adaround_reg=qcfg.adaround_reg, retrain=qcfg.retrain,
         retrain_epochs=qcfg.retrain_epochs, retrain_lr=qcfg.retrain_lr, reference=reference, seed=seed,
         progress=progress)
-    cfg = model.cfg
-    header = InrHeader(
-        modality=modality, height=height, width=width, channels=cfg.out_features, in_features=cfg.in_features,
-        encoding=cfg.encoding, activation=cfg.activation, hidden_dims=cfg.hidden_dims,
-        hidden_layers=cfg.hidden_layers, ff_dims=cfg.ff_dims if cfg.encoding != "mlp" else 0,
-        encoding_scale=cfg.encoding_scale, gauss_seed=cfg.gauss_seed, bitwidth=qcfg.bitwidth, coder=qcfg.code,
-        rotated=rotated, init_hash=init_hash(reference), step_sizes=tuple(quantized.step_sizes))
+    header = InrHeader(modality=modality, height=height, width=width, rotated=rotated,
+                       representation=representation, bitwidth=qcfg.bitwidth, coder=qcfg.code,
+                       step_sizes=tuple(quantized.step_sizes), init_hash=init_hash(reference, representation))
     return encode_inr(header, quantized.symbols)
 
 
-def decode_network(data: bytes, reference: dict[str, torch.Tensor] | None = None) -> tuple[InrHeader, INR]:
-    """Rebuild the network a .inr file describes (on the CPU). A residual file needs the init it was
-    coded against; a different init is refused."""
+def decode_network(data: bytes, reference: dict[str, torch.Tensor] | None = None
+                   ) -> tuple[InrHeader, torch.nn.Module]:
+    """Rebuild the network a .inr file (any format version) describes, on the CPU. A residual file
+    needs the init it was coded against; a different init is refused."""
     header, symbols = read_inr(data)
+    representation = header.representation
     if header.init_hash:
         if reference is None:
             raise InrError("this file codes the difference to a meta-learned initialization: pass that init "
                            "(--init path/to/model_maml.pth)")
-        if init_hash(reference) != header.init_hash:
+        if init_hash(reference, representation) != header.init_hash:
             raise InrError("the given initialization is not the one this file was coded against (hash differs)")
     elif reference is not None:
         reference = None  # a plain file ignores an init it does not need
-    model = INR(model_config(header))
-    quantized = QuantizedTensors(header.bitwidth, symbols, list(header.step_sizes), tensor_shapes(header))
+    model = representation.build()
+    quantized = QuantizedTensors(header.bitwidth, symbols, list(header.step_sizes),
+                                 [spec.shape for spec in representation.tensor_specs()])
     try:
         load_quantized(model, quantized, reference)
     except InrError as e:
@@ -117,12 +118,9 @@ def decode_network(data: bytes, reference: dict[str, torch.Tensor] | None = None
     return header, model
 
 
-@torch.no_grad()
-def render(model: INR, shape: tuple[int, ...]) -> torch.Tensor:
+def render(model: torch.nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
     """The network's values on the full coordinate grid of `shape`, (prod(shape), out_features)."""
-    coords = coordinate_grid(shape)
-    parts = [model(coords[s:s + DECODE_CHUNK_ROWS]) for s in range(0, coords.shape[0], DECODE_CHUNK_ROWS)]
-    return torch.cat(parts, dim=0)
+    return representation_of(model).render(model, coordinate_grid(shape))
 
 
 def decode_image(data: bytes, reference: dict[str, torch.Tensor] | None = None) -> tuple[InrHeader, np.ndarray]:

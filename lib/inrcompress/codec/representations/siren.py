@@ -1,0 +1,128 @@
+"""The paper's representation: a SIREN (or ReLU) MLP on encoded coordinates (inrcompress.nn.INR).
+
+Quantized tensors: W0, b0, W1, b1, ... of INR.layers (names "layers.<i>.weight" / "layers.<i>.bias",
+which are also the names a meta-learned initialization uses). The encoding has no quantized tensors:
+the Gaussian matrix is rebuilt from gauss_seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from inrcompress.codec.representations import register_representation
+from inrcompress.codec.representations.base import Field, LinearLayer, Representation, TensorSpec, check_range
+from inrcompress.config import ACTIVATIONS, ENCODINGS, ModelConfig
+from inrcompress.errors import InrError
+from inrcompress.nn import INR, activation_fn, mlp_forward
+
+# Format limits. They bound what a decoder may be asked to allocate and are far above the
+# paper's settings (hidden_dims <= 128, hidden_layers <= 3, ff_dims <= 16).
+MAX_HIDDEN_DIMS = 4096
+MAX_HIDDEN_LAYERS = 64
+MAX_FF_DIMS = 1024
+MAX_ENCODING_SCALE = 1e6
+# The largest encoding frequency must stay a finite float32 (nerf's is pi * scale**(F-1)).
+_MAX_LOG_FREQUENCY = math.log(1e30)
+
+
+def encoding_out_dim(encoding: str, in_features: int, ff_dims: int) -> int:
+    """Width of the encoded coordinates (nn.py): mlp d, nerf d + 2dF, positional 2dF, gauss 2F."""
+    d, f = in_features, ff_dims
+    return {"mlp": d, "nerf": d + 2 * d * f, "positional": 2 * d * f, "gauss": 2 * f}[encoding]
+
+
+@register_representation
+@dataclass(frozen=True)
+class SirenMLP(Representation):
+    """INR(cfg): hidden_layers + 2 linear layers on the cfg.encoding of the coordinates. With the
+    "mlp" encoding ff_dims means nothing and is kept as 0."""
+
+    cfg: ModelConfig
+
+    name = "siren_mlp"
+    file_id = 1
+    fields = (
+        Field("encoding", "B", ENCODINGS),
+        Field("activation", "B", ACTIVATIONS),
+        Field("hidden_dims", "H"),
+        Field("hidden_layers", "B"),
+        Field("ff_dims", "H"),
+        Field("encoding_scale", "d"),  # float64, so the frequencies rebuild exactly
+        Field("gauss_seed", "I"),      # seed of the Gaussian encoding matrix
+    )
+
+    def __post_init__(self):
+        if self.cfg.encoding == "mlp" and self.cfg.ff_dims != 0:
+            object.__setattr__(self, "cfg", replace(self.cfg, ff_dims=0))
+
+    @property
+    def in_features(self) -> int:
+        return self.cfg.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.cfg.out_features
+
+    def field_values(self) -> dict[str, Any]:
+        return {f.name: getattr(self.cfg, f.name) for f in self.fields}
+
+    @classmethod
+    def from_fields(cls, values: Mapping[str, Any], in_features: int, out_features: int,
+                    error: type[InrError] = InrError) -> SirenMLP:
+        for name, choices in (("encoding", ENCODINGS), ("activation", ACTIVATIONS)):
+            if values[name] not in choices:
+                raise error(f"{name} must be one of {choices}, got {values[name]!r}")
+        for name, lo, hi in (("hidden_dims", 1, MAX_HIDDEN_DIMS), ("hidden_layers", 1, MAX_HIDDEN_LAYERS),
+                             ("ff_dims", 0, MAX_FF_DIMS), ("gauss_seed", 0, 2 ** 32 - 1)):
+            check_range(values, name, lo, hi, error)
+        encoding, scale, ff_dims = values["encoding"], values["encoding_scale"], values["ff_dims"]
+        if encoding == "mlp":
+            if not (math.isfinite(scale) and scale >= 0):
+                raise error(f"encoding_scale must be finite and >= 0, got {scale!r}")
+        else:
+            if ff_dims < 1:
+                raise error(f"ff_dims must be >= 1 for the {encoding} encoding")
+            if not (math.isfinite(scale) and 0 < scale <= MAX_ENCODING_SCALE):
+                raise error(f"encoding_scale must be in (0, {MAX_ENCODING_SCALE:g}], got {scale!r}")
+            if encoding == "nerf" and (ff_dims - 1) * math.log(scale) + math.log(math.pi) > _MAX_LOG_FREQUENCY:
+                raise error(f"nerf frequencies overflow with encoding_scale {scale!r} and ff_dims {ff_dims}")
+        return cls(ModelConfig(in_features=in_features, out_features=out_features,
+                               **{f.name: values[f.name] for f in cls.fields}))
+
+    def tensor_specs(self) -> list[TensorSpec]:
+        cfg = self.cfg
+        dims = [self.inputs_width()] + [cfg.hidden_dims] * (cfg.hidden_layers + 1) + [cfg.out_features]
+        specs = []
+        for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+            specs += [TensorSpec(f"layers.{i}.weight", (fan_out, fan_in)), TensorSpec(f"layers.{i}.bias", (fan_out,))]
+        return specs
+
+    def linear_layers(self) -> list[LinearLayer]:
+        n = self.cfg.hidden_layers + 2
+        act = activation_fn(self.cfg.activation)
+        return [LinearLayer(2 * i, 2 * i + 1, None if i == n - 1 else act) for i in range(n)]
+
+    def build(self) -> INR:
+        return INR(self.cfg)
+
+    @classmethod
+    def describe(cls, obj: Any) -> SirenMLP | None:
+        if isinstance(obj, INR):
+            return cls(obj.cfg)
+        if isinstance(obj, ModelConfig):
+            return cls(obj)
+        return None
+
+    def inputs(self, module: INR, coords: torch.Tensor) -> torch.Tensor:
+        return module.encode(coords)
+
+    def inputs_width(self) -> int:
+        return encoding_out_dim(self.cfg.encoding, self.cfg.in_features, self.cfg.ff_dims)
+
+    def apply(self, tensors: Sequence[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        return mlp_forward(inputs, list(tensors[0::2]), list(tensors[1::2]), self.cfg.activation)
