@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 from inrcompress.config import ModelConfig, TrainConfig, basic_experiment_name, maml_experiment_name
 from inrcompress.signals.image import coordinate_grid, image_to_values, list_images, load_image, to_landscape
-from inrcompress.fit.meta import MetaSGD, load_maml_obj, psnr_of_mse
+from inrcompress.evaluate.metrics import psnr_from_mse
+from inrcompress.fit.meta import MetaSGD, load_maml_obj
 from inrcompress.nn import INR
 from inrcompress.fit.train import fit
 
@@ -100,11 +101,11 @@ def psnr_curves(meta_obj: Path, data_root: Path, factor: int, steps: list[int], 
         torch.manual_seed(0)
         random_init = INR(meta.model.cfg)
         for name, model in (("maml", adapted), ("random", random_init)):
-            curve = [psnr_of_mse(v) for v in fit(model, coords, values, cfg, None, show_progress=False).losses]
+            curve = [psnr_from_mse(v / 4) for v in fit(model, coords, values, cfg, None, show_progress=False).losses]
             out[name][path.stem] = {n: curve[n] for n in (0, *steps)}
         with torch.no_grad():
             init_mse = float(((meta.model(coords) - values) ** 2).mean())
-        out["maml_init_without_inner_steps"][path.stem] = psnr_of_mse(init_mse)
+        out["maml_init_without_inner_steps"][path.stem] = psnr_from_mse(init_mse / 4)
     summary = {}
     for name in ("maml", "random"):
         summary[name] = {n: statistics.mean(v[n] for v in out[name].values()) for n in next(iter(out[name].values()))}

@@ -14,9 +14,9 @@ import yaml
 from inrcompress.config import ModelConfig, TrainConfig, maml_experiment_name, maml_init_name
 from inrcompress.signals.image import coordinate_grid, image_to_values
 from inrcompress.errors import InrError
-from inrcompress.tools.flags import LR_TYPES
-from inrcompress.fit.meta import MetaSGD, inner_loss, load_maml_obj, meta_datasets, psnr_of_mse
-from inrcompress.evaluate.metrics import psnr
+from inrcompress.fit.meta import LR_TYPES, MetaSGD, inner_loss, load_maml_obj
+from inrcompress.signals.meta_datasets import meta_datasets
+from inrcompress.evaluate.metrics import psnr, psnr_from_mse
 from inrcompress.nn import INR
 from inrcompress.tools.decode import main as decode_main
 from inrcompress.tools.overfit_meta_siren import main as overfit_meta_main
@@ -178,7 +178,7 @@ def test_meta_learned_init_fits_a_held_out_image_in_fewer_steps():
     cfg = TrainConfig(epochs=150, lr=1e-3, patience=1000)
 
     def psnr_curve(model):
-        return [psnr_of_mse(loss) for loss in fit(model, coords, held_out, cfg, None, show_progress=False).losses]
+        return [psnr_from_mse(loss / 4) for loss in fit(model, coords, held_out, cfg, None, show_progress=False).losses]
 
     def steps_to(curve, threshold):
         return next((i for i, value in enumerate(curve) if value >= threshold), len(curve))

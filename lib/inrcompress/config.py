@@ -1,4 +1,4 @@
-"""Frozen settings for the model, fitting and quantization, experiment names, and FLAGS.yml.
+"""Frozen settings for the model, fitting and quantization, experiment names, FLAGS.yml and JSON files.
 
 The experiment folder name is derived here and nowhere else, with the naming of the paper's code
 (spec 4.1), so folders written by the paper's scripts and by ours line up.
@@ -7,6 +7,8 @@ The experiment folder name is derived here and nowhere else, with the naming of 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -205,6 +207,28 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_ready(value: Any) -> Any:
+    """value with every non-finite float (inf, -inf, NaN) as None, numpy / torch scalars as Python
+    numbers and tuples as lists: what json.dumps turns into valid JSON (it has no Infinity or NaN)."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a numpy or torch scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write data as indented JSON, atomically; a non-finite float is written as null (never the
+    Infinity / NaN that json.dumps would emit and JSON parsers refuse). Returns the path."""
+    path = Path(path)
+    atomic_write_text(path, json.dumps(json_ready(data), indent=2, allow_nan=False))
+    return path
 
 
 def save_flags(path: str | os.PathLike, flags: dict[str, Any]) -> None:

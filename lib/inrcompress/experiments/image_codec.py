@@ -1,31 +1,30 @@
 """Compressing fitted image experiments (quantize_and_test.py) and single images (encode.py).
 
-Per image, in <exp>/<image>/: compressed_{code}_{cfg}.inr (the file) and metrics_{code}_{cfg}.yml
-(measured on the decoder's 8-bit output of that file). Per experiment: results_{code}_{cfg}.json in
-CompressAI's layout ({"name", "description", "results": {"bpp", "psnr-rgb", "ms-ssim-rgb", ...}}).
-bpp = 8 x file bytes / pixels (header included); bpp_payload counts only the coded weights and the
-step sizes, as the paper's numbers did.
+The image side of the experiment layer's quantize loop (quantize.py): ImageCodec loads a fitted
+image, codes it and measures a file. Per image, in <exp>/<image>/: compressed_{code}_{cfg}.inr (the
+file) and metrics_{code}_{cfg}.yml (measured on the decoder's 8-bit output of that file). Per
+experiment: results_{code}_{cfg}.json in CompressAI's layout ({"name", "description", "results":
+{"bpp", "psnr-rgb", "ms-ssim-rgb", ...}, "per_image"}). bpp = 8 x file bytes / pixels (header
+included); bpp_payload counts only the coded weights and the step sizes, as the paper's numbers did.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from inrcompress.codec.compress import QuantConfig, compress_network, decode_image
-from inrcompress.config import atomic_write_bytes, atomic_write_text, load_flags, model_config_from_flags
-from inrcompress.signals.image import IMAGE_SUFFIXES, coordinate_grid, image_to_values, load_image, to_landscape
+from inrcompress.codec.compress import QuantConfig, decode_image
+from inrcompress.config import model_config_from_flags
 from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import image_metrics
-from inrcompress.nn import INR
+from inrcompress.experiments.quantize import FittedSignal, encode_signal, quantize_experiments
 from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
+from inrcompress.nn import INR
+from inrcompress.signals.image import IMAGE_SUFFIXES, coordinate_grid, image_to_values, load_image, to_landscape
 
 MAML_INIT_FILE = "model_maml.pth"
 
@@ -44,20 +43,12 @@ def measure_decoded(data: bytes, original: np.ndarray, reference=None) -> dict:
 
 def compress_image_model(model: INR, image: np.ndarray, qcfg: QuantConfig, *, rotated: bool = False,
                          reference=None, seed: int = 0, progress: bool = False) -> tuple[bytes, dict]:
-    """Quantize and code a network fitted to `image` (uint8, as fitted: landscape if rotated).
-    Returns the file bytes and the size breakdown plus encode time."""
-    device = next(model.parameters()).device
-    coords = coordinate_grid(image.shape[:2]).to(device)
-    values = image_to_values(image).to(device)
-    started = time.perf_counter()
-    data, sizes = compress_network(model, coords, values, qcfg, modality="image", height=image.shape[0],
-                                   width=image.shape[1], rotated=rotated, reference=reference, seed=seed,
-                                   progress=progress)
-    pixels = image.shape[0] * image.shape[1]
-    info = {"encode_seconds": time.perf_counter() - started, "payload_bytes": sizes.payload_bytes,
-            "step_size_bytes": sizes.step_size_bytes, "container_bytes": sizes.container_bytes,
-            "coding_model": sizes.coding_model,
-            "bpp_payload": 8 * (sizes.payload_bytes + sizes.step_size_bytes) / pixels}
+    """Quantize and code a network fitted to `image` (uint8, as fitted: landscape if rotated), on the
+    model's device. Returns the file bytes and the size breakdown plus encode time."""
+    data, info = encode_signal(model, coordinate_grid(image.shape[:2]), image_to_values(image), qcfg, seed=seed,
+                               progress=progress, modality="image", height=image.shape[0], width=image.shape[1],
+                               rotated=rotated, reference=reference)
+    info["bpp_payload"] = 8 * info["paper_bytes"] / (image.shape[0] * image.shape[1])
     return data, info
 
 
@@ -75,108 +66,57 @@ def load_reference(exp_dir: Path) -> dict[str, torch.Tensor] | None:
     return load_checkpoint(path) if path.is_file() else None
 
 
-def experiment_folders(exp_root: Path, pattern: str, modality: str | None = None) -> list[Path]:
-    """Experiment folders (holding a FLAGS.yml) under exp_root matching the glob; with `modality`
-    ("image" or "shape") only those of that kind (shape experiments have samples_per_shape)."""
-    if not exp_root.is_dir():
-        raise InrError(f"experiment root not found: {exp_root}")
-    folders = sorted(p for p in exp_root.glob(pattern) if (p / "FLAGS.yml").is_file())
-    if modality is not None:
-        folders = [p for p in folders
-                   if ("samples_per_shape" in load_flags(p / "FLAGS.yml")) == (modality == "shape")]
-    if not folders:
-        kind = f"{modality} " if modality else ""
-        raise InrError(f"no {kind}experiment folder (with a FLAGS.yml) matches {exp_root / pattern}")
-    return folders
+class ImageCodec:
+    """quantize.SignalCodec of the images of one experiment: originals from data_root/dataset at the
+    experiment's downscaling factor; a meta-learned experiment (with model_maml.pth) codes the residual
+    to that init, and its portrait images as fitted (turned to landscape)."""
 
+    modality = "image"
+    result_keys = {"bpp": "bpp", "bpp_payload": "bpp_payload", "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim",
+                   "ssim": "ssim", "encoding_time": "encode_seconds", "decoding_time": "decode_seconds"}
+    per_signal_keys = ("bpp", "bpp_payload", "bytes", "psnr", "ssim", "ms_ssim", "encode_seconds", "decode_seconds")
+    quantization_progress = False  # many small images: one bar over them
 
-def fitted_images(exp_dir: Path) -> list[Path]:
-    return sorted(p for p in exp_dir.iterdir() if (p / CHECKPOINT_DIR / BEST_FILE).is_file())
+    def __init__(self, exp_dir: Path, train_flags: dict, flag_values: dict):
+        self.train_flags = train_flags
+        self.originals = Path(flag_values["data_root"]) / flag_values["dataset"]
+        self.downscaling = int(train_flags.get("downscaling_factor", 1))
+        self.reference = load_reference(exp_dir)
 
+    def load(self, run_dir: Path) -> FittedSignal:
+        original = load_image(find_source_image(self.originals, run_dir.name), self.downscaling)
+        # The orientation policy of meta-learned models.
+        fitted, rotated = to_landscape(original) if self.reference is not None else (original, False)
+        model = INR(model_config_from_flags(self.train_flags, in_features=2, out_features=fitted.shape[2]))
+        model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_DIR / BEST_FILE))
+        return FittedSignal(run_dir.name, model, (original, fitted, rotated),
+                            {"height": original.shape[0], "width": original.shape[1]})
 
-def quantize_experiment(exp_dir: Path, data_root: Path, dataset: str, qcfg: QuantConfig, quant_flags: dict, *,
-                        skip_existing: bool, progress: bool = True) -> dict:
-    """Compress every fitted image of one experiment; returns the experiment's results JSON."""
-    from tqdm.auto import tqdm
+    def encode(self, signal: FittedSignal, qcfg: QuantConfig, *, seed: int, progress: bool) -> tuple[bytes, dict]:
+        _, fitted, rotated = signal.source
+        return compress_image_model(signal.model, fitted, qcfg, rotated=rotated, reference=self.reference, seed=seed,
+                                    progress=progress)
 
-    train_flags = load_flags(exp_dir / "FLAGS.yml")
-    reference = load_reference(exp_dir)
-    downscaling = int(train_flags.get("downscaling_factor", 1))
-    rotate = reference is not None  # the orientation policy of meta-learned models
-    images = fitted_images(exp_dir)
-    if not images:
-        raise InrError(f"{exp_dir} holds no fitted image (no */checkpoints/{BEST_FILE})")
-    tag = f"{qcfg.code}_{qcfg.tag}"
-    for run_dir in tqdm(images, desc=exp_dir.name[:40], unit="image", disable=not progress, leave=False):
-        metrics_path = run_dir / f"metrics_{tag}.yml"
-        if skip_existing and metrics_path.is_file():
-            continue
-        original = load_image(find_source_image(data_root / dataset, run_dir.name), downscaling)
-        fitted, rotated = to_landscape(original) if rotate else (original, False)
-        state = load_checkpoint(run_dir / CHECKPOINT_DIR / BEST_FILE)
-        model = INR(model_config_from_flags(train_flags, in_features=2, out_features=fitted.shape[2]))
-        model.load_state_dict(state)
-        data, info = compress_image_model(model, fitted, qcfg, rotated=rotated, reference=reference,
-                                          seed=int(train_flags.get("seed", 0) or 0), progress=False)
-        inr_path = run_dir / f"compressed_{tag}.inr"
-        atomic_write_bytes(inr_path, data)
-        # The numbers come from the file as it lies on disk, decoded from scratch.
-        measured = measure_decoded(inr_path.read_bytes(), original, reference)
-        record = {**measured, **info, "file": inr_path.name, "height": original.shape[0],
-                  "width": original.shape[1], **{f"train_{k}": v for k, v in train_flags.items()},
-                  **quant_flags}
-        atomic_write_text(metrics_path, yaml.safe_dump(_plain(record), sort_keys=True))
-    return aggregate_experiment(exp_dir, qcfg)
+    def measure(self, data: bytes, signal: FittedSignal) -> tuple[dict, None]:
+        return measure_decoded(data, signal.source[0], self.reference), None
 
+    def description(self, qcfg: QuantConfig, count: int) -> str:
+        return (f"inrcompress, {qcfg.tag}, {qcfg.code} coding; {count} images; "
+                "bpp from the .inr file sizes, metrics on the decoded 8-bit images, averaged per image")
 
-def _plain(record: dict) -> dict:
-    return {k: (float(v) if isinstance(v, (np.floating,)) else v) for k, v in record.items()}
+    def signal_line(self, name: str, record: dict) -> str:
+        return (f"{name}: {record['bytes']} bytes ({record['bpp']:.4f} bpp), PSNR {record['psnr']:.2f} dB, "
+                f"MS-SSIM {record['ms_ssim']:.4f} (decoded from {record['file']})")
 
-
-def aggregate_experiment(exp_dir: Path, qcfg: QuantConfig) -> dict:
-    """results_{code}_{cfg}.json over every image of the experiment with a metrics file."""
-    tag = f"{qcfg.code}_{qcfg.tag}"
-    per_image = {}
-    for path in sorted(exp_dir.glob(f"*/metrics_{tag}.yml")):
-        per_image[path.parent.name] = yaml.safe_load(path.read_text())
-
-    def mean(key):
-        vals = [r[key] for r in per_image.values() if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-        return float(np.mean(vals)) if vals else None
-
-    summary = {
-        "name": exp_dir.name,
-        "description": f"inrcompress, {qcfg.tag}, {qcfg.code} coding; {len(per_image)} images; "
-                       "bpp from the .inr file sizes, metrics on the decoded 8-bit images, averaged per image",
-        "results": {"bpp": mean("bpp"), "bpp_payload": mean("bpp_payload"), "psnr-rgb": mean("psnr"),
-                    "ms-ssim-rgb": mean("ms_ssim"), "ssim": mean("ssim"), "encoding_time": mean("encode_seconds"),
-                    "decoding_time": mean("decode_seconds")},
-        "per_image": {name: {k: r.get(k) for k in ("bpp", "bpp_payload", "bytes", "psnr", "ssim", "ms_ssim",
-                                                    "encode_seconds", "decode_seconds")}
-                      for name, r in per_image.items()},
-    }
-    atomic_write_text(exp_dir / f"results_{tag}.json", json.dumps(summary, indent=2))
-    return summary
+    def experiment_line(self, exp_name: str, summary: dict, tag: str) -> str:
+        r = summary["results"]
+        return (f"{exp_name}: {len(summary['per_image'])} images, {r['bpp']:.4f} bpp "
+                f"({r['bpp_payload']:.4f} payload only), PSNR {r['psnr-rgb']:.2f} dB, MS-SSIM {r['ms-ssim-rgb']:.4f}")
 
 
 def run_quantize_and_test(flag_values: dict, progress: bool = True) -> list[dict]:
     """quantize_and_test.py: compress every fitted image of every experiment matching exp_glob."""
-    from tqdm.auto import tqdm
-
-    qcfg = QuantConfig.from_flags(flag_values)
-    folders = experiment_folders(Path(flag_values["exp_root"]), flag_values["exp_glob"], modality="image")
-    quant_keys = ("bitwidth", "adaround", "adaround_iterations", "adaround_reg", "retrain", "retrain_epochs",
-                  "retrain_lr", "code")
-    quant_flags = {k: flag_values[k] for k in quant_keys}
-    summaries = []
-    for exp_dir in tqdm(folders, desc="experiments", unit="exp", disable=not progress):
-        summary = quantize_experiment(exp_dir, Path(flag_values["data_root"]), flag_values["dataset"], qcfg,
-                                      quant_flags, skip_existing=flag_values["skip_existing"], progress=progress)
-        r = summary["results"]
-        print(f"{exp_dir.name}: {len(summary['per_image'])} images, {r['bpp']:.4f} bpp "
-              f"({r['bpp_payload']:.4f} payload only), PSNR {r['psnr-rgb']:.2f} dB, MS-SSIM {r['ms-ssim-rgb']:.4f}")
-        summaries.append(summary)
-    return summaries
+    return quantize_experiments(flag_values, ImageCodec, progress)
 
 
 def jpeg_at_size(image: np.ndarray, max_bytes: int) -> dict:

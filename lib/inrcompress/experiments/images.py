@@ -7,35 +7,38 @@ folder), and per image <stem>/checkpoints/, <stem>/summaries/ (TensorBoard), <st
 
 from __future__ import annotations
 
-import json
-import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from inrcompress.fit.batched import fit_many
-from inrcompress.config import ModelConfig, TrainConfig, atomic_write_text, basic_experiment_name, save_flags
+from inrcompress.fit.batched import BATCH_RESUME_FILE, fit_many
+from inrcompress.config import ModelConfig, TrainConfig, basic_experiment_name
 from inrcompress.signals.image import (
     coordinate_grid,
     from_landscape,
     image_to_values,
     list_images,
     load_image,
-    save_png,
     values_to_uint8,
     values_to_unit,
 )
 from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import image_metrics
+from inrcompress.experiments.runs import (
+    RESULT_FILE,
+    aggregate_fits,
+    is_finished,
+    start_experiment,
+    train_config_for,
+    unfinished,
+    write_run_result,
+)
 from inrcompress.nn import INR, count_parameters
-from inrcompress.fit.engine import resume_epoch
-from inrcompress.fit.train import CHECKPOINT_DIR, COMPILE_MIN_POINTS, FINAL_FILE, fit, resolve_device
+from inrcompress.fit.train import CHECKPOINT_DIR, RESUME_FILE, fit, load_checkpoint, resolve_device
 
-RESULT_FILE = "result.json"
 METRIC_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
 
 
@@ -131,8 +134,7 @@ def finish_image(signal: ImageSignal, model: INR, outcome, seconds: float, run_d
               "resumed_from": outcome.resumed_from, "fit_seconds": seconds,
               "steps_per_second": steps_done / seconds if seconds > 0 else None, **(extra or {})}
     if run_dir is not None:
-        save_png(run_dir / "reconstruction.png", picture)
-        atomic_write_text(run_dir / RESULT_FILE, json.dumps(result, indent=2))
+        write_run_result(run_dir, result, picture)
     return result
 
 
@@ -177,11 +179,30 @@ def fit_groups(signals: list[ImageSignal], run_dirs: list[Path], batch_images: i
     """The groups of images to fit together (each a list of indices); one per image without batching."""
     if batch_images <= 1:
         return [[i] for i in range(len(signals))]
-    groups: dict = {}  # images of one size that resume at the same epoch (0: fresh) go together
-    for index, (signal, run_dir) in enumerate(zip(signals, run_dirs)):
-        groups.setdefault((signal.image.shape, resume_epoch(run_dir)), []).append(index)
-    return sorted(members[i:i + batch_images] for members in groups.values()
-                  for i in range(0, len(members), batch_images))
+    return batch_groups(signals, run_dirs, batch_images)
+
+
+def batch_groups(signals: list[ImageSignal], run_dirs: list[Path], batch_images: int) -> list[list[int]]:
+    """Indices of images to fit together: same size, at most batch_images per group. An image
+    with a one-by-one resume point is fitted alone; images with batched resume points go with
+    those that saved the same epoch (their old group)."""
+    keys = []
+    for signal, run_dir in zip(signals, run_dirs):
+        ckpt = run_dir / CHECKPOINT_DIR
+        if (ckpt / RESUME_FILE).is_file():
+            keys.append(("alone", str(run_dir)))
+        elif (ckpt / BATCH_RESUME_FILE).is_file():
+            keys.append((signal.image.shape, "resume", load_checkpoint(ckpt / BATCH_RESUME_FILE)["epoch"]))
+        else:
+            keys.append((signal.image.shape, "fresh"))
+    groups: dict = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    result = []
+    for key, members in groups.items():
+        size = len(members) if key[1:2] == ("resume",) else max(1, batch_images)
+        result.extend(members[i:i + size] for i in range(0, len(members), size))
+    return sorted(result)
 
 
 def check_images(images: list[Path], downscaling_factor: int) -> None:
@@ -194,44 +215,15 @@ def check_images(images: list[Path], downscaling_factor: int) -> None:
         load_image(path, downscaling_factor)
 
 
-def is_finished(run_dir: Path) -> bool:
-    return (run_dir / CHECKPOINT_DIR / FINAL_FILE).is_file() and (run_dir / RESULT_FILE).is_file()
-
-
-def aggregate_results(exp_dir: Path) -> dict:
-    """result.json of an experiment: every image folder's metrics and their means (not only the
-    images fitted in this invocation; the paper's code averaged only those)."""
-    per_image = {}
-    for path in sorted(exp_dir.glob(f"*/{RESULT_FILE}")):
-        try:
-            per_image[path.parent.name] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            warnings.warn(f"skipping unreadable {path}")
-    summary: dict = {key: {name: r.get(key) for name, r in per_image.items()} for key in METRIC_KEYS}
-    for key in METRIC_KEYS:
-        finite = [v for v in summary[key].values() if isinstance(v, (int, float)) and math.isfinite(v)]
-        summary[f"avg_{key}"] = float(np.mean(finite)) if finite else None
-    summary["num_images"] = len(per_image)
-    summary["diverged"] = sorted(name for name, r in per_image.items() if r.get("diverged"))
-    atomic_write_text(exp_dir / RESULT_FILE, json.dumps(summary, indent=2))
-    return summary
-
-
 def run_overfit(flag_values: dict, *, step_hook=None, show_progress: bool = True) -> Path:
     """overfitINR.py: fit every image of data_root/dataset; returns the experiment folder."""
     device = resolve_device(flag_values["device"])
     images = list_images(Path(flag_values["data_root"]) / flag_values["dataset"])
     check_images(images, flag_values["downscaling_factor"])
-    exp_dir = Path(flag_values["exp_root"]) / basic_experiment_name(flag_values)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_flags(exp_dir / "FLAGS.yml", flag_values)
-    print(f"experiment: {exp_dir} ({len(images)} images, device {device})")
-    pending = []
-    for path in images:
-        if is_finished(exp_dir / path.stem):
-            print(f"{path.stem}: already fitted, skipped")
-        else:
-            pending.append(path)
+    exp_dir = start_experiment(Path(flag_values["exp_root"]) / basic_experiment_name(flag_values), flag_values,
+                               len(images), "images", device)
+    to_fit = set(unfinished(exp_dir, [p.stem for p in images]))
+    pending = [p for p in images if p.stem in to_fit]
     batch_images = batch_images_for(flag_values, device)
     signals = None
     if batch_images <= 1:
@@ -269,7 +261,7 @@ def report_fit(name: str, result: dict, group_size: int = 1, prefix: str = "") -
 
 def finish_experiment(exp_dir: Path) -> dict:
     """Write and print the experiment's result.json over all its images."""
-    summary = aggregate_results(exp_dir)
+    summary = aggregate_fits(exp_dir, METRIC_KEYS, "num_images")
     print(f"{summary['num_images']} images: mean PSNR {summary['avg_psnr']:.2f} dB -> {exp_dir / RESULT_FILE}")
     return summary
 
@@ -278,13 +270,3 @@ def model_config_for(flag_values: dict, channels: int) -> ModelConfig:
     from inrcompress.config import model_config_from_flags
 
     return model_config_from_flags(flag_values, in_features=2, out_features=channels)
-
-
-def train_config_for(flag_values: dict, num_points: int) -> TrainConfig:
-    """TrainConfig from the flags; --compile auto turns compilation on when a step covers at least
-    COMPILE_MIN_POINTS points (num_points: pixels of one image, times the images fitted at once)."""
-    from inrcompress.config import train_config_from_flags
-
-    mode = flag_values.get("compile", "off")
-    use_compile = mode == "on" or (mode == "auto" and num_points >= COMPILE_MIN_POINTS)
-    return train_config_from_flags(flag_values, compile=use_compile)

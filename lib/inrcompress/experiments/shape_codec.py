@@ -1,7 +1,8 @@
 """Compressing fitted shape experiments (quantize_and_test3D.py) and decoding shape files (decode_shape.py).
 
-The image pipeline's quantization (quant.quantize_model via compress.compress_network), entropy
-coding and .inr format (modality "shape": no height/width, in_features 3, one channel). Per shape, in
+The shape side of the experiment layer's quantize loop (quantize.py): ShapeCodec loads a fitted shape's
+network and samples, codes it (modality "shape" of the .inr format: no height/width, in_features 3,
+one channel) and measures a file. Per shape, in
 <exp>/<shape>/: compressed_{code}_{cfg}.inr (the file), metrics_{code}_{cfg}.yml and a preview
 compressed_{code}_{cfg}.png, all measured on the network decoded from the file as it lies on disk.
 bits_per_vertex = 8 x file bytes / vertices of the original mesh (the paper reported bytes only).
@@ -11,27 +12,24 @@ Per experiment: results_{code}_{cfg}.json.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from inrcompress.codec.compress import QuantConfig, compress_network, decode_network
-from inrcompress.config import atomic_write_bytes, atomic_write_text, load_flags
-from inrcompress.signals.image import save_png
+from inrcompress.codec.compress import QuantConfig, decode_network
 from inrcompress.errors import InrError
-from inrcompress.experiments.image_codec import experiment_folders, fitted_images
+from inrcompress.experiments.quantize import FittedSignal, encode_signal, quantize_experiments
+from inrcompress.experiments.runs import RESULT_FILE
+from inrcompress.experiments.shape_fit import preview_picture, shape_model_config
+from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
 from inrcompress.nn import INR
-from inrcompress.signals.shape_eval import CHAMFER_CONVENTION, evaluate_shape
-from inrcompress.experiments.shape_fit import RESULT_FILE, preview_picture, shape_model_config
 from inrcompress.signals.shape import SAMPLES_FILE, ShapeSamples, cached_samples, list_shapes
-from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint, resolve_device
+from inrcompress.signals.shape_eval import CHAMFER_CONVENTION, evaluate_shape
 
-QUANT_KEYS = ("bitwidth", "adaround", "adaround_iterations", "adaround_reg", "retrain", "retrain_epochs",
-              "retrain_lr", "code")
+# The metrics-file keys of a shape kept per shape in results_{code}_{cfg}.json and averaged there.
+SHAPE_RESULT_KEYS = ("bytes", "bits_per_vertex", "vol_iou", "chamfer", "mse", "encode_seconds", "decode_seconds")
 
 
 def decode_shape(data: bytes) -> tuple:
@@ -75,64 +73,49 @@ def shape_samples(run_dir: Path, train_flags: dict, data_root: Path, dataset: st
     return cached_samples(run_dir, mesh, n, seed)
 
 
-def quantize_shape_experiment(exp_dir: Path, data_root: Path, dataset: str, qcfg: QuantConfig, quant_flags: dict, *,
-                              skip_existing: bool, device: torch.device, resolution: int,
-                              progress: bool = True) -> dict:
-    """Compress every fitted shape of one experiment; returns the experiment's results JSON."""
-    train_flags = load_flags(exp_dir / "FLAGS.yml")
-    runs = fitted_images(exp_dir)
-    if not runs:
-        raise InrError(f"{exp_dir} holds no fitted shape (no */{CHECKPOINT_DIR}/{BEST_FILE})")
-    tag = f"{qcfg.code}_{qcfg.tag}"
-    seed = int(train_flags.get("seed", 0) or 0)
-    for run_dir in runs:
-        metrics_path = run_dir / f"metrics_{tag}.yml"
-        if skip_existing and metrics_path.is_file():
-            print(f"{exp_dir.name}/{run_dir.name}: {metrics_path.name} exists, skipped")
-            continue
-        samples = shape_samples(run_dir, train_flags, data_root, dataset)
-        model = INR(shape_model_config(train_flags))
+class ShapeCodec:
+    """quantize.SignalCodec of the shapes of one experiment: the SDF samples each shape was fitted to
+    (shape_samples); metrics measured with the fit's seed, so they compare with its result.json."""
+
+    modality = "shape"
+    result_keys = {key: key for key in SHAPE_RESULT_KEYS}
+    per_signal_keys = SHAPE_RESULT_KEYS
+    quantization_progress = True  # one shape takes minutes: show quantize_model's bars
+
+    def __init__(self, exp_dir: Path, train_flags: dict, flag_values: dict):
+        self.train_flags = train_flags
+        self.data_root, self.dataset = Path(flag_values["data_root"]), flag_values["dataset"]
+        self.resolution = int(flag_values["mc_resolution"])
+        self.seed = int(train_flags.get("seed", 0) or 0)
+
+    def load(self, run_dir: Path) -> FittedSignal:
+        samples = shape_samples(run_dir, self.train_flags, self.data_root, self.dataset)
+        model = INR(shape_model_config(self.train_flags))
         model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_DIR / BEST_FILE))
-        model = model.to(device)
-        started = time.perf_counter()
-        data, sizes = compress_network(model, torch.from_numpy(samples.points).to(device),
-                                       torch.from_numpy(samples.sdf[:, None]).to(device), qcfg, modality="shape",
-                                       seed=seed, progress=progress)
-        encode_seconds = time.perf_counter() - started
-        inr_path = run_dir / f"compressed_{tag}.inr"
-        atomic_write_bytes(inr_path, data)
-        # The numbers come from the file as it lies on disk, decoded from scratch.
-        measured, surface = measure_decoded_shape(inr_path.read_bytes(), samples, resolution, seed)
-        save_png(run_dir / f"compressed_{tag}.png", preview_picture(surface))
-        record = {**measured, "file": inr_path.name, "encode_seconds": encode_seconds,
-                  "payload_bytes": sizes.payload_bytes, "step_size_bytes": sizes.step_size_bytes,
-                  "container_bytes": sizes.container_bytes, "paper_bytes": sizes.paper_bytes,
-                  "coding_model": sizes.coding_model, "chamfer_convention": CHAMFER_CONVENTION,
-                  **{f"train_{k}": v for k, v in train_flags.items()}, **quant_flags}
-        record = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in record.items()}
-        atomic_write_text(metrics_path, yaml.safe_dump(record, sort_keys=True))
-        print(f"{exp_dir.name}/{run_dir.name}: {len(data)} bytes ({measured['bits_per_vertex']:.3f} bits/vertex), "
-              f"IoU {measured['vol_iou']:.2f} %, Chamfer {measured['chamfer']:.3g} (decoded from {inr_path.name})")
-    return summarize_shape_experiment(exp_dir, tag, qcfg)
+        return FittedSignal(run_dir.name, model, samples, {"chamfer_convention": CHAMFER_CONVENTION})
 
+    def encode(self, signal: FittedSignal, qcfg: QuantConfig, *, seed: int, progress: bool) -> tuple[bytes, dict]:
+        samples = signal.source
+        return encode_signal(signal.model, torch.from_numpy(samples.points), torch.from_numpy(samples.sdf[:, None]),
+                             qcfg, seed=seed, progress=progress, modality="shape")
 
-def summarize_shape_experiment(exp_dir: Path, tag: str, qcfg: QuantConfig) -> dict:
-    """results_{code}_{cfg}.json over every shape of the experiment with a metrics file."""
-    records = {p.parent.name: yaml.safe_load(p.read_text()) for p in sorted(exp_dir.glob(f"*/metrics_{tag}.yml"))}
-    keys = ("bytes", "bits_per_vertex", "vol_iou", "chamfer", "mse", "encode_seconds", "decode_seconds")
+    def measure(self, data: bytes, signal: FittedSignal) -> tuple[dict, np.ndarray]:
+        measured, surface = measure_decoded_shape(data, signal.source, self.resolution, self.seed)
+        return measured, preview_picture(surface)
 
-    def average(key):
-        usable = [r[key] for r in records.values() if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-        return float(np.mean(usable)) if usable else None
+    def description(self, qcfg: QuantConfig, count: int) -> str:
+        return (f"inrcompress 3D shapes, {qcfg.tag}, {qcfg.code} coding; {count} shapes; "
+                "bytes from the .inr files, metrics of the decoded networks, averaged per shape; "
+                f"Chamfer: {CHAMFER_CONVENTION}")
 
-    summary = {"name": exp_dir.name,
-               "description": f"inrcompress 3D shapes, {qcfg.tag}, {qcfg.code} coding; {len(records)} shapes; "
-                              "bytes from the .inr files, metrics of the decoded networks, averaged per shape; "
-                              f"Chamfer: {CHAMFER_CONVENTION}",
-               "results": {key: average(key) for key in keys},
-               "per_shape": {name: {key: r.get(key) for key in keys} for name, r in records.items()}}
-    atomic_write_text(exp_dir / f"results_{tag}.json", json.dumps(summary, indent=2))
-    return summary
+    def signal_line(self, name: str, record: dict) -> str:
+        return (f"{name}: {record['bytes']} bytes ({record['bits_per_vertex']:.3f} bits/vertex), "
+                f"IoU {record['vol_iou']:.2f} %, Chamfer {record['chamfer']:.3g} (decoded from {record['file']})")
+
+    def experiment_line(self, exp_name: str, summary: dict, tag: str) -> str:
+        r = summary["results"]
+        return (f"{exp_name}: {len(summary['per_shape'])} shapes, means: {r['bytes']:.0f} bytes, "
+                f"IoU {_fmt(r['vol_iou'], '.2f')} %, Chamfer {_fmt(r['chamfer'], '.3g')} -> results_{tag}.json")
 
 
 def _fmt(value, spec: str) -> str:
@@ -142,19 +125,4 @@ def _fmt(value, spec: str) -> str:
 
 def run_quantize_and_test3d(flag_values: dict, progress: bool = True) -> list[dict]:
     """quantize_and_test3D.py: compress every fitted shape of every experiment matching exp_glob."""
-    qcfg = QuantConfig.from_flags(flag_values)
-    device = resolve_device(flag_values["device"])
-    folders = experiment_folders(Path(flag_values["exp_root"]), flag_values["exp_glob"], modality="shape")
-    quant_flags = {k: flag_values[k] for k in QUANT_KEYS}
-    tag = f"{qcfg.code}_{qcfg.tag}"
-    summaries = []
-    for exp_dir in folders:
-        summary = quantize_shape_experiment(
-            exp_dir, Path(flag_values["data_root"]), flag_values["dataset"], qcfg, quant_flags,
-            skip_existing=flag_values["skip_existing"], device=device, resolution=flag_values["mc_resolution"],
-            progress=progress)
-        r = summary["results"]
-        print(f"{exp_dir.name}: {len(summary['per_shape'])} shapes, means: {r['bytes']:.0f} bytes, "
-              f"IoU {_fmt(r['vol_iou'], '.2f')} %, Chamfer {_fmt(r['chamfer'], '.3g')} -> results_{tag}.json")
-        summaries.append(summary)
-    return summaries
+    return quantize_experiments(flag_values, ShapeCodec, progress)

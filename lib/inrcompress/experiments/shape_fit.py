@@ -10,7 +10,6 @@ vol_iou, chamfer_dist and a rendered preview every steps_til_summary steps), <na
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -18,18 +17,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inrcompress.config import ModelConfig, TrainConfig, model_config_from_flags, save_flags, shape_experiment_name
-from inrcompress.signals.image import save_png
+from inrcompress.config import ModelConfig, TrainConfig, model_config_from_flags, shape_experiment_name
 from inrcompress.errors import InrError
-from inrcompress.experiments.images import is_finished, train_config_for
-from inrcompress.nn import INR, count_parameters
-from inrcompress.signals.shape_eval import CHAMFER_CONVENTION, empty_preview, evaluate_shape, render_preview
-from inrcompress.signals.shape import ShapeSamples, cached_samples, list_shapes, load_mesh, save_mesh, write_json
+from inrcompress.experiments.runs import (
+    RESULT_FILE,
+    aggregate_fits,
+    start_experiment,
+    train_config_for,
+    unfinished,
+    write_run_result,
+)
 from inrcompress.fit.train import fit, resolve_device
+from inrcompress.nn import INR, count_parameters
+from inrcompress.signals.shape import ShapeSamples, cached_samples, list_shapes, load_mesh, save_mesh
+from inrcompress.signals.shape_eval import CHAMFER_CONVENTION, empty_preview, evaluate_shape, render_preview
 
-RESULT_FILE = "result.json"
 RECONSTRUCTION_MESH = "reconstruction.ply"
-RECONSTRUCTION_PICTURE = "reconstruction.png"
 SHAPE_METRICS = ("vol_iou", "chamfer", "mse")
 # Marching-cubes resolution of the TensorBoard summaries during a fit (kept cheap).
 SUMMARY_RESOLUTION = 64
@@ -79,28 +82,13 @@ def fit_shape(name: str, samples: ShapeSamples, model_cfg: ModelConfig, train_cf
     if run_dir is not None:
         if surface is not None:
             save_mesh(run_dir / RECONSTRUCTION_MESH, *surface)
-        save_png(run_dir / RECONSTRUCTION_PICTURE, preview_picture(surface))
-        write_json(run_dir / RESULT_FILE, result)
+        write_run_result(run_dir, result, preview_picture(surface))
     return result, model
 
 
 def aggregate_shape_results(exp_dir: Path) -> dict:
     """result.json of a shape experiment: every shape folder's metrics and their means."""
-    shapes = {}
-    for path in sorted(exp_dir.glob(f"*/{RESULT_FILE}")):
-        try:
-            shapes[path.parent.name] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            print(f"warning: skipping unreadable {path}")
-    summary: dict = {"num_shapes": len(shapes), "chamfer_convention": CHAMFER_CONVENTION,
-                     "diverged": sorted(n for n, r in shapes.items() if r.get("diverged"))}
-    for key in SHAPE_METRICS:
-        column = {n: r.get(key) for n, r in shapes.items()}
-        usable = [v for v in column.values() if v is not None and math.isfinite(v)]
-        summary[key] = column
-        summary[f"avg_{key}"] = float(np.mean(usable)) if usable else None
-    write_json(exp_dir / RESULT_FILE, summary)
-    return summary
+    return aggregate_fits(exp_dir, SHAPE_METRICS, "num_shapes", {"chamfer_convention": CHAMFER_CONVENTION})
 
 
 def run_overfit3d(flag_values: dict, *, step_hook=None, show_progress: bool = True) -> Path:
@@ -109,17 +97,15 @@ def run_overfit3d(flag_values: dict, *, step_hook=None, show_progress: bool = Tr
     shapes = list_shapes(flag_values["data_root"], flag_values["dataset"])
     for _, path in shapes:  # read every mesh before any work starts, so a bad file stops the run at once
         load_mesh(path)
-    exp_dir = Path(flag_values["exp_root"]) / shape_experiment_name(flag_values)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_flags(exp_dir / "FLAGS.yml", flag_values)
-    print(f"experiment: {exp_dir} ({len(shapes)} shapes, device {device})")
+    exp_dir = start_experiment(Path(flag_values["exp_root"]) / shape_experiment_name(flag_values), flag_values,
+                               len(shapes), "shapes", device)
     model_cfg = shape_model_config(flag_values)
     train_cfg = train_config_for(flag_values, flag_values["batch_size"])
+    pending = set(unfinished(exp_dir, [name for name, _ in shapes]))
     for name, path in shapes:
-        run_dir = exp_dir / name
-        if is_finished(run_dir):
-            print(f"{name}: already fitted, skipped")
+        if name not in pending:
             continue
+        run_dir = exp_dir / name
         started = time.perf_counter()
         samples = cached_samples(run_dir, path, flag_values["samples_per_shape"], flag_values["seed"])
         if samples.meta["sign_method"] != "pseudonormal":

@@ -47,6 +47,9 @@ RESUME_FORMAT = "inrcompress-fit/2"
 # apart by its content) and batched (batched.fit_many).
 OLD_BATCHED_RESUME_FILE = "model_current_batched.pth"
 OLD_SINGLE_KEYS = {"model", "optimizer", "scheduler", "state"}  # and "scaler"
+# Fitted values are in [-1, 1], a range twice as wide as [0, 1]: an MSE of values times this is the
+# MSE on the [0, 1] scale that evaluate.metrics.psnr_from_mse takes.
+UNIT_MSE_PER_VALUES_MSE = 0.25
 
 
 @dataclass
@@ -77,11 +80,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def psnr_of_values_mse(mse: float) -> float:
-    """PSNR (dB, [0, 1] scale) of an MSE of values in [-1, 1] (a range twice as wide: MSE / 4)."""
-    return psnr_from_mse(mse / 4.0)
 
 
 class PlateauSchedule:
@@ -205,10 +203,10 @@ def read_resume_point(files: RunFiles, parameter_names: list[str], map_location=
         if isinstance(saved, dict) and OLD_SINGLE_KEYS <= set(saved):
             return _from_old_single(saved, parameter_names)
         raise InrError(f"{files.resume_path} is not a resume point of this version ({RESUME_FORMAT}): "
-                       "delete it to restart this fit from the beginning")
-    (old_batched,) = files.old_resume_paths()
-    if old_batched.is_file():
-        return _from_old_batched(load_checkpoint(old_batched, map_location=map_location), parameter_names)
+                       "delete it to start over")
+    for old_batched in files.old_resume_paths():
+        if old_batched.is_file():
+            return _from_old_batched(load_checkpoint(old_batched, map_location=map_location), parameter_names)
     return None
 
 
@@ -265,9 +263,10 @@ def _from_old_batched(saved: dict, names: list[str]) -> dict:
 @dataclass
 class Monitor:
     """A value measured every `every` steps (and at the end) that drives the schedule and the best
-    state instead of the training loss (MAML's validation). measure() -> (value, scalars to log)."""
+    state instead of the training loss (MAML's validation). measure(steps done) -> (value, scalars
+    to log)."""
 
-    measure: Callable[[], tuple[float, dict[str, float]]]
+    measure: Callable[[int], tuple[float, dict[str, float]]]
     every: int
 
 
@@ -318,7 +317,7 @@ def run_fit(step: FitStep, cfg: TrainConfig, files: list[RunFiles | None], *,
                           files[n].resume_path)
 
     def run_monitor() -> None:
-        value, scalars = monitor.measure()
+        value, scalars = monitor.measure(epoch)
         record = records[0]
         record.monitored_at = epoch
         schedules[0].step(value)
@@ -401,7 +400,7 @@ def run_fit(step: FitStep, cfg: TrainConfig, files: list[RunFiles | None], *,
                     live = [n for n in range(n_signals) if active[n]] or [0]
                     mean_data = sum(data_values[n] for n in live) / len(live)
                     postfix = {"loss": f"{sum(totals[n] for n in live) / len(live):.3g}",
-                               "psnr": f"{psnr_of_values_mse(mean_data):.2f}", "lr": f"{schedules[live[0]].lr:.2g}"}
+                               "psnr": f"{psnr_from_mse(mean_data * UNIT_MSE_PER_VALUES_MSE):.2f}", "lr": f"{schedules[live[0]].lr:.2g}"}
                     if n_signals > 1:
                         postfix["signals"] = n_signals
                     progress.set_postfix(postfix, refresh=False)

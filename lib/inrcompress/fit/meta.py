@@ -40,53 +40,49 @@ maml_obj_step{N}.pth snapshots.
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
-import hashlib
 import json
 import math
-import shutil
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.func import grad_and_value, vmap
 
-from inrcompress.config import (
-    ModelConfig,
-    atomic_write_text,
-    maml_experiment_name,
-    maml_init_folder,
-    model_config_from_flags,
-    save_flags,
-)
-from inrcompress.signals.image import IMAGE_SUFFIXES, MAX_PIXELS, coordinate_grid, image_to_values, list_images, load_image, to_landscape
+from inrcompress.config import ModelConfig, TrainConfig, atomic_write_text, maml_init_folder, model_config_from_flags, save_flags
 from inrcompress.errors import InrError
-from inrcompress.tools.flags import LR_TYPES
-from inrcompress.experiments.image_codec import MAML_INIT_FILE
+from inrcompress.evaluate.metrics import psnr_from_mse
+from inrcompress.fit.engine import (
+    UNIT_MSE_PER_VALUES_MSE,
+    Monitor,
+    RunFiles,
+    SignalRecord,
+    StepValues,
+    load_checkpoint,
+    resolve_device,
+    run_fit,
+    torch_save_atomic,
+)
+from inrcompress.fit.losses import FitLoss
+from inrcompress.fit.steps import adam_state_by_name, load_adam_state_by_name
 from inrcompress.nn import INR, mlp_forward
-from inrcompress.fit.train import load_checkpoint, resolve_device, torch_save_atomic
+from inrcompress.signals.image import coordinate_grid
+from inrcompress.signals.meta_datasets import MetaImages, meta_datasets
 
+MAML_INIT_FILE = "model_maml.pth"
 MAML_OBJ_FILE = "maml_obj.pth"
 MAML_RESULT_FILE = "maml_result.json"
 RESUME_FILE = "maml_resume.pth"
 MAML_FORMAT = "inrcompress-maml/1"
+LR_TYPES = ("static", "global", "per_step", "per_parameter", "per_parameter_per_step")
 # Measured on 2 shared CPU cores (benchmarks/meta_rd.py --speed, benchmarks/RESULTS.md section 6): the Python loop over
 # the images of a meta-batch (one backward each) costs less than the vmap'ed batch, so it is the default;
 # --maml_vmap selects vmap (untimed on GPUs here).
 DEFAULT_VECTORIZE = False
-# Decoded, resized meta-training images kept in memory (bytes); beyond it images are re-read.
-CACHE_BYTES = 2 << 30
-
-DIV2K_SIZE = (512, 768)  # (H, W) before downscaling
-CELEBA_SIZE = (218, 178)  # (H, W) before downscaling (turned to landscape afterwards)
-FOLDER_VAL_FRACTION = 0.1
+# The outer schedule: ReduceLROnPlateau's patience, in validations.
+OUTER_PATIENCE = 10
 
 
 # ------------------------------------------------------------------------------------------------
@@ -283,194 +279,108 @@ def load_maml_obj(path: Path, device: torch.device | str = "cpu") -> MetaSGD:
 
 
 # ------------------------------------------------------------------------------------------------
-# Meta-training data
-
-@dataclass
-class MetaImages:
-    """One split of a meta-dataset: every image prepared to the same (H, W, C), uint8, read lazily and
-    cached in memory up to CACHE_BYTES."""
-
-    name: str
-    paths: list[Path]
-    prepare: Callable[[Path], np.ndarray]
-    shape: tuple[int, int, int]
-    cache: dict = dataclasses.field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def image(self, i: int) -> np.ndarray:
-        if i in self.cache:
-            return self.cache[i]
-        array = self.prepare(self.paths[i])
-        if array.shape != self.shape:
-            raise InrError(f"{self.paths[i]}: prepared to {array.shape}, expected {self.shape}")
-        if (len(self.cache) + 1) * array.nbytes <= CACHE_BYTES:
-            self.cache[i] = array
-        return array
-
-    def targets(self, indices, device) -> torch.Tensor:
-        """(B, H*W, C) pixel values in [-1, 1]."""
-        return torch.stack([image_to_values(self.image(int(i))) for i in indices]).to(device)
-
-
-def _open_rgb_or_gray(path: Path, mode: str | None = None) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise InrError(f"{path}: {img.width}x{img.height} is larger than {MAX_PIXELS} pixels")
-            if mode is None:
-                mode = "L" if img.mode in ("L", "I;16", "I", "1") else "RGB"
-            img = img.convert(mode)
-            img.load()
-            return img
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InrError(f"cannot read image {path}: {e}") from None
-
-
-def _landscape(img: Image.Image) -> Image.Image:
-    # PIL's rotate(90, expand=True) turns counter-clockwise, like data.to_landscape.
-    return img.rotate(90, expand=True) if img.height > img.width else img
-
-
-def _as_array(img: Image.Image) -> np.ndarray:
-    array = np.asarray(img, dtype=np.uint8)
-    return np.ascontiguousarray(array[:, :, None] if array.ndim == 2 else array)
-
-
-def _check_size(height: int, width: int, what: str) -> None:
-    if height < 2 or width < 2:
-        raise InrError(f"{what}: {height}x{width} after downscaling is too small")
-
-
-def _div2k_prepare(factor: int) -> Callable[[Path], np.ndarray]:
-    height, width = DIV2K_SIZE[0] // factor, DIV2K_SIZE[1] // factor
-
-    def prepare(path: Path) -> np.ndarray:
-        img = _landscape(_open_rgb_or_gray(path, "RGB"))
-        img.thumbnail((DIV2K_SIZE[1], DIV2K_SIZE[0]), Image.LANCZOS)
-        return _as_array(img.resize((width, height), Image.BILINEAR))
-    return prepare
-
-
-def _celeba_prepare(factor: int) -> Callable[[Path], np.ndarray]:
-    height, width = CELEBA_SIZE[0] // factor, CELEBA_SIZE[1] // factor
-
-    def prepare(path: Path) -> np.ndarray:
-        img = _open_rgb_or_gray(path, "RGB").resize((width, height), Image.BILINEAR)
-        return to_landscape(_as_array(img))[0]
-    return prepare
-
-
-def _folder_prepare(mode: str, height: int, width: int) -> Callable[[Path], np.ndarray]:
-    def prepare(path: Path) -> np.ndarray:
-        img = _landscape(_open_rgb_or_gray(path, mode))
-        if (img.height, img.width) != (height, width):
-            img = img.resize((width, height), Image.BILINEAR)
-        return _as_array(img)
-    return prepare
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _div2k(root: Path, factor: int) -> tuple[MetaImages, MetaImages]:
-    height, width = DIV2K_SIZE[0] // factor, DIV2K_SIZE[1] // factor
-    _check_size(height, width, "DIV2K")
-    splits = []
-    for split, sub in (("train", "DIV2K_train_HR"), ("val", "DIV2K_valid_HR")):
-        folder = root / sub
-        if not folder.is_dir():
-            raise InrError(f"DIV2K folder not found: {folder} (python data/download_div2k.py fetches it)")
-        paths = _images_in(folder)
-        if not paths:
-            raise InrError(f"no images in {folder}")
-        splits.append(MetaImages(f"DIV2K/{split}", paths, _div2k_prepare(factor), (height, width, 3)))
-    return splits[0], splits[1]
-
-
-def _celeba(root: Path, factor: int) -> tuple[MetaImages, MetaImages]:
-    """CelebA (spec 5.2): train = partition 0 of list_eval_partition.csv, val = the first 100 of
-    partition 1, each resized to (218 // f, 178 // f) and then turned to landscape (178 // f, 218 // f).
-    The turn departs from the paper, which meta-trained on upright faces: overfitMetaSiren and
-    quantize_and_test turn every portrait image to landscape, so the init must be learned that way too."""
-    height, width = CELEBA_SIZE[0] // factor, CELEBA_SIZE[1] // factor
-    _check_size(height, width, "CelebA")
-    folder, table = root / "img_align_celeba_png", root / "list_eval_partition.csv"
-    for needed in (folder, table):
-        if not needed.exists():
-            raise InrError(f"CelebA needs {needed} (see data/README)")
-    partitions: dict[int, list[Path]] = {0: [], 1: []}
-    with open(table, newline="") as f:
-        for row in csv.reader(f):
-            if len(row) < 2 or not row[1].strip().isdigit():
-                continue  # header or blank line
-            part = int(row[1])
-            if part in partitions:
-                partitions[part].append(folder / (Path(row[0].strip()).stem + ".png"))
-    train, val = partitions[0], partitions[1][:100]
-    if not train or not val:
-        raise InrError(f"{table} lists no training (0) or validation (1) images")
-    missing = next((p for p in train + val if not p.is_file()), None)
-    if missing is not None:
-        raise InrError(f"CelebA image missing: {missing}")
-    shape = (min(height, width), max(height, width), 3)  # turned to landscape
-    prepare = _celeba_prepare(factor)
-    return MetaImages("CelebA/train", train, prepare, shape), MetaImages("CelebA/val", val, prepare, shape)
-
-
-def _plain_folder(folder: Path, factor: int) -> tuple[MetaImages, MetaImages]:
-    """A folder of images: train/ and val/ subfolders when both exist, else the last 10% by sorted
-    name (at least one image) are the validation images. Every image is turned to landscape and resized
-    to the first (training) image's landscape size // factor; the mode (RGB or gray) is the first's."""
-    if (folder / "train").is_dir() and (folder / "val").is_dir():
-        train, val = list_images(folder / "train"), list_images(folder / "val")
-    else:
-        paths = list_images(folder)
-        if len(paths) < 2:
-            raise InrError(f"{folder} needs at least 2 images (training and validation)")
-        n_val = max(1, round(FOLDER_VAL_FRACTION * len(paths)))
-        train, val = paths[:-n_val], paths[-n_val:]
-    first = _landscape(_open_rgb_or_gray(train[0]))
-    height, width = first.height // factor, first.width // factor
-    _check_size(height, width, str(train[0]))
-    channels = 1 if first.mode == "L" else 3
-    prepare = _folder_prepare(first.mode, height, width)
-    name = folder.name
-    return (MetaImages(f"{name}/train", train, prepare, (height, width, channels)),
-            MetaImages(f"{name}/val", val, prepare, (height, width, channels)))
-
-
-def meta_datasets(data_root: Path, name: str, factor: int) -> tuple[MetaImages, MetaImages]:
-    """(train, val) of a meta-dataset (spec 5.2): DIV2K, CelebA, or any folder under data_root."""
-    if factor < 1:
-        raise InrError(f"downscaling_factor must be >= 1, got {factor}")
-    root = Path(data_root) / name
-    if not root.is_dir():
-        raise InrError(f"meta-training data not found: {root}")
-    if name == "DIV2K":
-        return _div2k(root, factor)
-    if name == "CelebA":
-        return _celeba(root, factor)
-    return _plain_folder(root, factor)
-
-
-# ------------------------------------------------------------------------------------------------
-# trainMetaSiren.py
-
-def _outer_lr(optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
-
-
-def psnr_of_mse(mse: float) -> float:
-    """PSNR (dB, [0, 1] scale) of an MSE on the [-1, 1] scale."""
-    mse01 = mse / 4.0
-    return 10 * math.log10(1.0 / mse01) if mse01 > 0 else float("inf")
-
+# trainMetaSiren.py: the outer loop is the fit engine's (one "signal": the meta-learner; one engine
+# epoch: one outer step), with the validation as its monitor
 
 def is_trained(folder: Path) -> bool:
     return (folder / MAML_INIT_FILE).is_file() and (folder / MAML_OBJ_FILE).is_file()
+
+
+class MetaStep:
+    """The engine's step for meta-training: one second-order meta-batch, Adam over theta_0 and the
+    learned rates. The engine's epoch e is outer step e: meta-epoch e // steps_per_meta_epoch, whose
+    order of the training images is drawn from the seed."""
+
+    n_signals = 1
+    steps_per_epoch = 1
+
+    def __init__(self, meta: MetaSGD, train_set: MetaImages, features: torch.Tensor, batch: int, seed: int,
+                 outer_lr: float, vectorize: bool, device: torch.device):
+        self.meta, self.train_set, self.features, self.batch = meta, train_set, features, batch
+        self.seed, self.vectorize, self.device = seed, vectorize, device
+        self.loss = FitLoss(data_name="outer_loss")
+        self.optimizer = torch.optim.Adam(meta.parameters(), lr=outer_lr)
+        self.named = list(meta.named_parameters())
+        self.parameter_names = [name for name, _ in self.named]
+        self.steps_per_meta_epoch = math.ceil(len(train_set) / batch)
+        self._shuffle = torch.Generator()
+
+    def compute(self, epoch: int, index: int) -> StepValues:
+        meta_epoch, b = divmod(epoch, self.steps_per_meta_epoch)
+        order = torch.randperm(len(self.train_set), generator=self._shuffle.manual_seed(self.seed * 100003 + meta_epoch))
+        targets = self.train_set.targets(order[b * self.batch:(b + 1) * self.batch], self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        outer, inner = self.meta.meta_backward(self.features, targets, first_order=False, vectorize=self.vectorize)
+        loss = outer.mean().reshape(1)
+        scalars = {"train_psnr_adapted": [psnr_from_mse(float(loss) * UNIT_MSE_PER_VALUES_MSE)],
+                   "train_psnr_init": [psnr_from_mse(float(inner[:, 0].mean()) * UNIT_MSE_PER_VALUES_MSE)]}
+        if self.meta.lr_type != "static":  # the rates this step adapted with
+            scalars["inner_lr_mean"] = [self.meta.lr_summary()["mean"]]
+        return StepValues(total=loss, data=loss, scalars=scalars)
+
+    def update(self, lrs: list[float], active: list[bool]) -> None:
+        if active[0]:
+            self.optimizer.param_groups[0]["lr"] = lrs[0]
+            self.optimizer.step()
+
+    def parameters_of(self, n: int) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.meta.state_dict().items()}
+
+    def load_parameters(self, n: int, params: dict[str, torch.Tensor]) -> None:
+        self.meta.load_state_dict(params)
+
+    def optimizer_state_of(self, n: int) -> dict:
+        return adam_state_by_name(self.optimizer, self.named)
+
+    def load_optimizer_state(self, n: int, state: dict) -> None:
+        load_adam_state_by_name(self.optimizer, self.named, state)
+
+    def model_of(self, n: int) -> nn.Module:
+        return self.meta
+
+
+class MetaRunFiles(RunFiles):
+    """Where meta-training writes (module docstring); extra holds the validation history and the
+    training time, saved with the resume point."""
+
+    def __init__(self, folder: Path, total_steps: int, describe: dict, show_progress: bool):
+        super().__init__(folder)
+        self.checkpoint_dir = self.run_dir
+        self.resume_path = self.run_dir / RESUME_FILE
+        self.total_steps, self.describe, self.show_progress = total_steps, describe, show_progress
+        self.extra = {"history": [], "seconds": 0.0}
+
+    def old_resume_paths(self) -> list[Path]:
+        return []
+
+    def write_snapshot(self, epoch: int, model: MetaSGD, values: StepValues | None) -> None:
+        torch_save_atomic(model.model.state_dict(), self.run_dir / f"model_maml_step{epoch}.pth")
+        torch_save_atomic(model.to_obj(), self.run_dir / f"maml_obj_step{epoch}.pth")
+        if not self.show_progress and values is not None:
+            loss = float(values.data[0])
+            print(f"outer step {epoch}/{self.total_steps}: loss {loss:.4g} (PSNR "
+                  f"{psnr_from_mse(loss * UNIT_MSE_PER_VALUES_MSE):.2f} dB after {model.adaptation_steps} inner steps)")
+
+    def finish(self, model: MetaSGD, record: SignalRecord) -> None:
+        if record.best_epoch < 0:
+            raise InrError("meta-training diverged before its first finite validation; lower --outer_lr or "
+                           "--inner_lr")
+        history = self.extra["history"]
+        best = next(r for r in history if r["step"] == record.best_epoch)
+        result = {"best_step": record.best_epoch, "steps_run": len(record.losses), "total_steps": self.total_steps,
+                  "best_val_loss": record.best_loss, "val_psnr_init": best["val_psnr_init"],
+                  "val_psnr_adapted": best["val_psnr_adapted"], "diverged": record.diverged, **self.describe,
+                  "lr_type": model.lr_type, "learned_lrs": model.lr_summary(), "seconds": self.extra["seconds"],
+                  "history": history}
+        atomic_write_text(self.run_dir / MAML_RESULT_FILE, json.dumps(result, indent=2))
+        torch_save_atomic(model.to_obj(), self.run_dir / MAML_OBJ_FILE)
+        # model_maml.pth marks the init as finished; written last.
+        torch_save_atomic({k: v.detach().cpu() for k, v in model.model.state_dict().items()},
+                          self.run_dir / MAML_INIT_FILE)
+        self.resume_path.unlink(missing_ok=True)
+        print(f"best validation at outer step {record.best_epoch}: PSNR {best['val_psnr_init']:.2f} dB at the init, "
+              f"{best['val_psnr_adapted']:.2f} dB after {model.adaptation_steps} inner steps -> "
+              f"{self.run_dir / MAML_INIT_FILE}")
 
 
 def train_meta(flag_values: dict, *, show_progress: bool = True, step_hook=None) -> Path:
@@ -494,32 +404,24 @@ def train_meta(flag_values: dict, *, show_progress: bool = True, step_hook=None)
     model_cfg = model_config_from_flags(flag_values, in_features=2, out_features=channels)
     meta = MetaSGD(INR(model_cfg), flag_values["maml_adaptation_steps"], flag_values["lr_type"],
                    flag_values["inner_lr"]).to(device)
-    optimizer = torch.optim.Adam(meta.parameters(), lr=float(flag_values["outer_lr"]))
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=0.5, patience=10, threshold=1e-4, threshold_mode="rel", cooldown=0,
-        min_lr=0, eps=1e-8)
     with torch.no_grad():
         features = meta.model.encode(coordinate_grid((height, width)).to(device))
-
     batch = int(flag_values["maml_batch_size"])
-    steps_per_epoch = math.ceil(len(train_set) / batch)
-    total_steps = steps_per_epoch * int(flag_values["maml_epochs"])
-    val_every = int(flag_values.get("maml_val_every", 500))
+    step = MetaStep(meta, train_set, features, batch, int(flag_values["seed"]), float(flag_values["outer_lr"]),
+                    vectorize, device)
+    total_steps = step.steps_per_meta_epoch * int(flag_values["maml_epochs"])
     summary_every = int(flag_values["steps_til_summary"])
-    state = {"step": 0, "best_val": math.inf, "best_step": -1, "best_state": None, "validated_at": None,
-             "history": [], "diverged": False, "seconds": 0.0}
-    resume = folder / RESUME_FILE
-    if resume.is_file():
-        saved = load_checkpoint(resume, map_location=device)
-        meta.load_state_dict(saved["meta"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
-        print(f"resuming meta-training at outer step {state['step']} of {total_steps}")
+    cfg = TrainConfig(epochs=total_steps, lr=float(flag_values["outer_lr"]), patience=OUTER_PATIENCE,
+                      epochs_til_ckpt=summary_every, steps_til_summary=summary_every, early_stop_epochs=total_steps)
+    files = MetaRunFiles(folder, total_steps, {
+        "train_images": len(train_set), "val_images": len(val_set), "image_size": [height, width],
+        "meta_batches": "vmap" if vectorize else "loop"}, show_progress)
+    if files.resume_path.is_file():
+        print(f"resuming meta-training from {files.resume_path}")
     val_targets = val_set.targets(range(len(val_set)), device) if len(val_set) * height * width * channels <= (
         1 << 26) else None
 
-    def validate() -> dict:
+    def validate(at: int) -> tuple[float, dict[str, float]]:
         outers, inners = [], []
         for s in range(0, len(val_set), batch):
             targets = val_targets[s:s + batch] if val_targets is not None else val_set.targets(
@@ -528,213 +430,25 @@ def train_meta(flag_values: dict, *, show_progress: bool = True, step_hook=None)
             outers.append(o)
             inners.append(i)
         outer, inner = torch.cat(outers).cpu(), torch.cat(inners).cpu()
-        return {"step": state["step"], "val_loss": float(outer.sum()),
-                "val_psnr_init": float(np.mean([psnr_of_mse(float(v)) for v in inner[:, 0]])),
-                "val_psnr_adapted": float(np.mean([psnr_of_mse(float(v)) for v in outer]))}
+        record = {"step": at, "val_loss": float(outer.sum()),
+                  "val_psnr_init": float(np.mean([psnr_from_mse(float(v) * UNIT_MSE_PER_VALUES_MSE) for v in inner[:, 0]])),
+                  "val_psnr_adapted": float(np.mean([psnr_from_mse(float(v) * UNIT_MSE_PER_VALUES_MSE) for v in outer]))}
+        files.extra["history"].append(record)
+        return record["val_loss"], {k: v for k, v in record.items() if k != "step"}
 
-    from torch.utils.tensorboard import SummaryWriter
-    writer = SummaryWriter(str(folder / "summaries"), purge_step=state["step"] or None)
+    clock = [time.perf_counter()]
 
-    def run_validation():
-        record = validate()
-        state["validated_at"] = state["step"]
-        state["history"].append(record)
-        scheduler.step(record["val_loss"])
-        if record["val_loss"] < state["best_val"]:
-            state["best_val"] = record["val_loss"]
-            state["best_step"] = state["step"]
-            state["best_state"] = {k: v.detach().clone() for k, v in meta.state_dict().items()}
-        for key in ("val_loss", "val_psnr_init", "val_psnr_adapted"):
-            writer.add_scalar(key, record[key], state["step"])
-        return record
+    def after_step(step_number: int) -> None:  # the training time, kept across resumes
+        now = time.perf_counter()
+        files.extra["seconds"] += now - clock[0]
+        clock[0] = now
+        if step_hook is not None:
+            step_hook(step_number)
 
-    def save_resume():
-        torch_save_atomic({"meta": meta.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "state": state}, resume)
-
-    progress = None
-    if show_progress:
-        from tqdm.auto import tqdm
-        progress = tqdm(total=total_steps, initial=state["step"], desc=f"MAML {flag_values['maml_dataset']}",
-                        unit="step", dynamic_ncols=True, mininterval=0.5)
-    shuffle = torch.Generator()
-    started = time.perf_counter() - state["seconds"]
     print(f"meta-training {folder} ({len(train_set)} training, {len(val_set)} validation images of "
           f"{height}x{width}, {total_steps} outer steps, device {device}, "
           f"{'vmap' if vectorize else 'loop'} meta-batches)")
-    try:
-        while state["step"] < total_steps:
-            step = state["step"]
-            if step % val_every == 0 and state["validated_at"] != step:
-                record = run_validation()
-                if progress is not None:
-                    progress.set_postfix(val_psnr=f"{record['val_psnr_adapted']:.2f}", refresh=False)
-            epoch, b = divmod(step, steps_per_epoch)
-            order = torch.randperm(len(train_set), generator=shuffle.manual_seed(
-                int(flag_values["seed"]) * 100003 + epoch))
-            targets = train_set.targets(order[b * batch:(b + 1) * batch], device)
-            optimizer.zero_grad(set_to_none=True)
-            outer, inner = meta.meta_backward(features, targets, first_order=False, vectorize=vectorize)
-            loss = float(outer.mean())
-            if not math.isfinite(loss):
-                state["diverged"] = True
-                warnings.warn(f"non-finite meta-loss at outer step {step + 1}: restored the best state and stopped")
-                break
-            optimizer.step()
-            state["step"] = step + 1
-            state["seconds"] = time.perf_counter() - started
-            writer.add_scalar("outer_loss", loss, state["step"])
-            writer.add_scalar("train_psnr_adapted", psnr_of_mse(loss), state["step"])
-            writer.add_scalar("train_psnr_init", psnr_of_mse(float(inner[:, 0].mean())), state["step"])
-            writer.add_scalar("outer_lr", _outer_lr(optimizer), state["step"])
-            if meta.lr_type != "static":
-                writer.add_scalar("inner_lr_mean", meta.lr_summary()["mean"], state["step"])
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss:.3g}", psnr=f"{psnr_of_mse(loss):.2f}",
-                                     lr=f"{_outer_lr(optimizer):.2g}", refresh=False)
-            if state["step"] % summary_every == 0 and state["step"] < total_steps:
-                torch_save_atomic(meta.model.state_dict(), folder / f"model_maml_step{state['step']}.pth")
-                torch_save_atomic(meta.to_obj(), folder / f"maml_obj_step{state['step']}.pth")
-                save_resume()
-                if progress is None:
-                    print(f"outer step {state['step']}/{total_steps}: loss {loss:.4g} "
-                          f"(PSNR {psnr_of_mse(loss):.2f} dB after {meta.adaptation_steps} inner steps)")
-            if step_hook is not None:
-                step_hook(state["step"])
-        if not state["diverged"] and state["validated_at"] != state["step"]:
-            run_validation()
-    finally:
-        if progress is not None:
-            progress.close()
-        writer.close()
-
-    if state["best_state"] is None:
-        raise InrError("meta-training diverged before its first validation; lower --outer_lr or --inner_lr")
-    meta.load_state_dict(state["best_state"])
-    best = next(r for r in state["history"] if r["step"] == state["best_step"])
-    result = {"best_step": state["best_step"], "steps_run": state["step"], "total_steps": total_steps,
-              "best_val_loss": state["best_val"], "val_psnr_init": best["val_psnr_init"],
-              "val_psnr_adapted": best["val_psnr_adapted"], "diverged": state["diverged"],
-              "train_images": len(train_set), "val_images": len(val_set), "image_size": [height, width],
-              "lr_type": meta.lr_type, "learned_lrs": meta.lr_summary(), "seconds": state["seconds"],
-              "meta_batches": "vmap" if vectorize else "loop", "history": state["history"]}
-    atomic_write_text(folder / MAML_RESULT_FILE, json.dumps(result, indent=2))
-    torch_save_atomic(meta.to_obj(), folder / MAML_OBJ_FILE)
-    # model_maml.pth marks the init as finished; written last.
-    torch_save_atomic({k: v.detach().cpu() for k, v in meta.model.state_dict().items()}, folder / MAML_INIT_FILE)
-    resume.unlink(missing_ok=True)
-    print(f"best validation at outer step {state['best_step']}: PSNR {best['val_psnr_init']:.2f} dB at the init, "
-          f"{best['val_psnr_adapted']:.2f} dB after {meta.adaptation_steps} inner steps -> {folder / MAML_INIT_FILE}")
+    run_fit(step, cfg, [files], names=["meta-training"], progress_desc=f"MAML {flag_values['maml_dataset']}",
+            progress_unit="step", step_hook=after_step, show_progress=show_progress,
+            monitor=Monitor(validate, int(flag_values.get("maml_val_every", 500))), lr_scalar="outer_lr")
     return folder
-
-
-# ------------------------------------------------------------------------------------------------
-# overfitMetaSiren.py
-
-ARCH_KEYS = ("encoding", "activation", "hidden_dims", "hidden_layers", "ff_dims", "encoding_scale")
-
-
-def find_init(flag_values: dict) -> Path:
-    """The folder of the meta-learned init that the MAML and architecture flags name."""
-    folder = maml_init_folder(flag_values)
-    if not is_trained(folder):
-        raise InrError(f"no meta-learned initialization at {folder} (expected {MAML_INIT_FILE} and {MAML_OBJ_FILE} "
-                       "there): run trainMetaSiren.py with the same maml_* / inner_lr / outer_lr / lr_type, "
-                       "downscaling_factor and architecture flags first")
-    return folder
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool = True) -> Path:
-    """overfitMetaSiren.py: fit every image of data_root/dataset starting from the meta-learned init;
-    returns the experiment folder."""
-    from inrcompress.experiments.images import (
-        ImageSignal,
-        batch_images_for,
-        check_images,
-        evaluate,
-        finish_experiment,
-        fit_groups,
-        fit_image,
-        fit_images_batched,
-        is_finished,
-        report_fit,
-        train_config_for,
-    )
-
-    device = resolve_device(flag_values["device"])
-    init_dir = find_init(flag_values)
-    meta = load_maml_obj(init_dir / MAML_OBJ_FILE, device)
-    cfg = meta.model.cfg
-    expected = model_config_from_flags(flag_values, in_features=2, out_features=cfg.out_features)
-    if cfg.encoding == "gauss" and cfg.gauss_seed != expected.gauss_seed:
-        raise InrError(f"the gauss encoding of {init_dir} was drawn with --seed {cfg.gauss_seed}; pass that seed")
-    if dataclasses.replace(expected, gauss_seed=cfg.gauss_seed) != cfg:
-        raise InrError(f"{init_dir / MAML_OBJ_FILE} holds another architecture than the flags ask for")
-    init_state = load_checkpoint(init_dir / MAML_INIT_FILE)
-    theta_0 = {k: v.to(device) for k, v in init_state.items()}
-    for name, p in meta.model.named_parameters():
-        if name not in init_state or not torch.equal(init_state[name].to(device), p.detach()):
-            raise InrError(f"{init_dir}: {MAML_INIT_FILE} and {MAML_OBJ_FILE} hold different initializations")
-
-    images = list_images(Path(flag_values["data_root"]) / flag_values["dataset"])
-    factor = int(flag_values["downscaling_factor"])
-    check_images(images, factor)
-    exp_dir = Path(flag_values["exp_root"]) / maml_experiment_name(flag_values)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    marker = exp_dir / MAML_INIT_FILE
-    if marker.is_file() and _file_digest(marker) != _file_digest(init_dir / MAML_INIT_FILE):
-        raise InrError(f"{exp_dir} was fitted from another meta-learned init (its {MAML_INIT_FILE} differs from "
-                       f"{init_dir / MAML_INIT_FILE}; the folder name does not hold maml_dataset): use another "
-                       "--exp_root")
-    if not marker.is_file():
-        tmp = marker.with_name(f".{marker.name}.tmp")
-        shutil.copyfile(init_dir / MAML_INIT_FILE, tmp)
-        tmp.replace(marker)
-    save_flags(exp_dir / "FLAGS.yml", {**flag_values, "maml_init": str(init_dir)})
-    # The paper's --batch_size is unused (an image is one batch); it is not TrainConfig.batch_size (points).
-    fit_flags = {k: v for k, v in flag_values.items() if k != "batch_size"}
-    print(f"experiment: {exp_dir} ({len(images)} images, init {init_dir.name}, device {device})")
-    pending = []  # (signal, adapted model, extra result entries, run_dir)
-    for path in images:
-        run_dir = exp_dir / path.stem
-        if is_finished(run_dir):
-            print(f"{path.stem}: already fitted, skipped")
-            continue
-        original = load_image(path, factor)
-        if original.shape[2] != cfg.out_features:
-            raise InrError(f"{path} has {original.shape[2]} channel(s), the meta-learned init {cfg.out_features}")
-        fitted, rotated = to_landscape(original)
-        coords = coordinate_grid(fitted.shape[:2]).to(device)
-        signal = ImageSignal(path.stem, fitted, coords, image_to_values(fitted).to(device), rotated=rotated)
-        with torch.no_grad():
-            features = meta.model.encode(coords)
-        adapted, inner_losses = meta.adapt(features, signal.values)
-        inner_metrics, _ = evaluate(adapted, signal)
-        extra = {"rotated": rotated, "inner_losses": inner_losses,
-                 **{f"{k}_after_inner_steps": v for k, v in inner_metrics.items()}}
-        pending.append((signal, adapted, extra, run_dir))
-    groups = fit_groups([p[0] for p in pending], [p[3] for p in pending], batch_images_for(flag_values, device))
-    for group in groups:
-        members = [pending[i] for i in group]
-        train_cfg = train_config_for(fit_flags, members[0][0].coords.shape[0] * len(members))
-        if len(members) == 1:
-            signal, adapted, extra, run_dir = members[0]
-            results = [fit_image(signal, cfg, train_cfg, run_dir, device, model=adapted, reference_params=theta_0,
-                                 step_hook=step_hook, show_progress=show_progress, extra=extra)]
-        else:
-            results = fit_images_batched([m[0] for m in members], cfg, train_cfg, [m[3] for m in members], device,
-                                         models=[m[1] for m in members],
-                                         reference_params=[theta_0] * len(members),
-                                         extras=[m[2] for m in members], step_hook=step_hook,
-                                         show_progress=show_progress)
-        for (signal, _, extra, _), result in zip(members, results):
-            turned = " (fitted turned)" if extra["rotated"] else ""
-            report_fit(signal.name, result, len(members),
-                       f"{turned} PSNR {extra['psnr_after_inner_steps']:.2f} dB after the inner steps ->")
-    finish_experiment(exp_dir)
-    return exp_dir

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inrcompress.config import atomic_write_bytes, atomic_write_text
+from inrcompress.config import atomic_write_bytes
 from inrcompress.errors import InrError
 
 MESH_SUFFIXES = (".obj", ".ply", ".off")
@@ -336,20 +336,3 @@ def cached_samples(run_dir: Path, mesh_path: Path | None, samples_per_shape: int
     save_samples(cache, samples)
     return samples
 
-
-def write_json(path: str | Path, record: dict) -> None:
-    """A JSON file written atomically; a non-finite float becomes null (JSON has no Infinity)."""
-    def clean(v):
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, (float, np.floating)):
-            return float(v) if np.isfinite(v) else None
-        if isinstance(v, np.integer):
-            return int(v)
-        if isinstance(v, np.bool_):
-            return bool(v)
-        return v
-
-    atomic_write_text(path, json.dumps(clean(record), indent=2))

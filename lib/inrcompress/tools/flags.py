@@ -14,6 +14,7 @@ from typing import Callable
 from absl import flags
 
 from inrcompress.errors import InrError
+from inrcompress.fit.meta import LR_TYPES
 
 # Flags of absl itself that FlagValues may carry; never part of an experiment's settings.
 _ABSL_FLAGS = {"help", "helpshort", "helpfull", "helpxml", "flagfile", "undefok"}
@@ -79,7 +80,6 @@ def define_downscaling(fv: flags.FlagValues) -> None:
                          lower_bound=1, flag_values=fv)
 
 
-LR_TYPES = ("static", "global", "per_step", "per_parameter", "per_parameter_per_step")
 
 
 def define_maml(fv: flags.FlagValues, *, training: bool = False) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from absl import flags
 
 from inrcompress.tools import flags as inr_flags
-from inrcompress.fit.meta import run_overfit_meta
+from inrcompress.experiments.meta_images import run_overfit_meta
 
 
 def build_flags() -> flags.FlagValues:

@@ -1,0 +1,160 @@
+"""The quantize-over-a-glob loop of quantize_and_test.py (images) and quantize_and_test3D.py (shapes).
+
+For every experiment folder of the modality under --exp_root matching --exp_glob, and in it every
+fitted signal (a run folder with checkpoints/model_best_.pth): load the best state, quantize and code
+it on --device (AdaRound's row sampling seeded with --seed), write <run>/compressed_{code}_{cfg}.inr,
+then measure the file as it lies on disk, decoded from scratch, into <run>/metrics_{code}_{cfg}.yml
+(and, where the modality renders one, the picture <run>/compressed_{code}_{cfg}.png). With
+--skip_existing a signal whose metrics file exists is skipped. Per experiment, over every signal with
+a metrics file: results_{code}_{cfg}.json in CompressAI's layout, {"name", "description",
+"results": {means over the signals}, "per_<modality>": {signal: {...}}}, null where not finite.
+
+A modality supplies a SignalCodec (image_codec.ImageCodec, shape_codec.ShapeCodec): how to load a
+fitted signal, code it, measure a file, and which keys its results hold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import yaml
+
+from inrcompress.codec.compress import QuantConfig, compress_network
+from inrcompress.config import atomic_write_bytes, atomic_write_text, load_flags, write_json
+from inrcompress.errors import InrError
+from inrcompress.experiments.runs import FLAGS_FILE, experiment_folders, finite_mean, fitted_runs, read_run_records
+from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, resolve_device
+from inrcompress.nn import INR
+from inrcompress.signals.image import save_png
+
+# The quantization flags recorded in every metrics file.
+QUANT_KEYS = ("bitwidth", "adaround", "adaround_iterations", "adaround_reg", "retrain", "retrain_epochs",
+              "retrain_lr", "code")
+
+
+@dataclass
+class FittedSignal:
+    """One fitted signal ready to be coded.
+
+    model: the network with the fit's best state. source: what the modality needs to code and
+    measure it (the original image, the SDF samples). fields: entries of its metrics file that
+    describe the signal (e.g. height and width)."""
+
+    name: str
+    model: INR
+    source: Any
+    fields: dict = field(default_factory=dict)
+
+
+class SignalCodec(Protocol):
+    """What a modality supplies to the loop; one instance per experiment folder, made by
+    codec_type(exp_dir, train_flags, flag_values) (train_flags: the experiment's FLAGS.yml)."""
+
+    modality: str  # "image", "shape": the experiments it reads (runs.experiment_modality), its noun
+    result_keys: dict[str, str]  # key of "results" -> the metrics-file key averaged into it
+    per_signal_keys: tuple[str, ...]  # the metrics-file keys copied per signal into the results
+    quantization_progress: bool  # show quantize_model's progress bars (signals that take minutes)
+
+    def load(self, run_dir: Path) -> FittedSignal: ...
+
+    def encode(self, signal: FittedSignal, qcfg: QuantConfig, *, seed: int, progress: bool) -> tuple[bytes, dict]:
+        """The .inr bytes of signal.model (on its device) and the size record (encode_signal's)."""
+
+    def measure(self, data: bytes, signal: FittedSignal) -> tuple[dict, np.ndarray | None]:
+        """Metrics of the decoded file and its picture (uint8 (H, W, C)) or None."""
+
+    def description(self, qcfg: QuantConfig, count: int) -> str: ...
+
+    def signal_line(self, exp_name: str, record: dict) -> str: ...
+
+    def experiment_line(self, exp_name: str, summary: dict, tag: str) -> str: ...
+
+
+def encode_signal(model: INR, coords: torch.Tensor, values: torch.Tensor, qcfg: QuantConfig, *, seed: int = 0,
+                  progress: bool = False, **header) -> tuple[bytes, dict]:
+    """compress_network on the model's device (coords, values: the signal the model was fitted to),
+    timed. header: compress_network's file fields (modality, height, width, rotated, reference).
+    Returns the file bytes and {encode_seconds, payload_bytes, step_size_bytes, container_bytes,
+    paper_bytes, coding_model} (seconds, bytes)."""
+    device = next(model.parameters()).device
+    started = time.perf_counter()
+    data, sizes = compress_network(model, coords.to(device), values.to(device), qcfg, seed=seed, progress=progress,
+                                   **header)
+    return data, {"encode_seconds": time.perf_counter() - started, "payload_bytes": sizes.payload_bytes,
+                  "step_size_bytes": sizes.step_size_bytes, "container_bytes": sizes.container_bytes,
+                  "paper_bytes": sizes.paper_bytes, "coding_model": sizes.coding_model}
+
+
+def plain_numbers(record: dict) -> dict:
+    """numpy scalars as Python numbers, so yaml.safe_dump can write the record."""
+    return {k: (v.item() if isinstance(v, (np.floating, np.integer, np.bool_)) else v) for k, v in record.items()}
+
+
+def quantize_experiment(exp_dir: Path, codec_type: Callable[..., SignalCodec], qcfg: QuantConfig, flag_values: dict,
+                        *, device: torch.device, progress: bool = True) -> dict:
+    """Compress every fitted signal of one experiment (see the module docstring); prints a line per
+    signal and one for the experiment; returns the experiment's results."""
+    from tqdm.auto import tqdm
+
+    train_flags = load_flags(exp_dir / FLAGS_FILE)
+    codec = codec_type(exp_dir, train_flags, flag_values)
+    runs = fitted_runs(exp_dir)
+    if not runs:
+        raise InrError(f"{exp_dir} holds no fitted {codec.modality} (no */{CHECKPOINT_DIR}/{BEST_FILE})")
+    tag = f"{qcfg.code}_{qcfg.tag}"
+    quant_flags = {k: flag_values[k] for k in QUANT_KEYS}
+    for run_dir in tqdm(runs, desc=exp_dir.name[:40], unit=codec.modality, disable=not progress, leave=False):
+        metrics_path = run_dir / f"metrics_{tag}.yml"
+        if flag_values["skip_existing"] and metrics_path.is_file():
+            print(f"{exp_dir.name}/{run_dir.name}: {metrics_path.name} exists, skipped")
+            continue
+        signal = codec.load(run_dir)
+        signal.model = signal.model.to(device)
+        data, sizes = codec.encode(signal, qcfg, seed=int(flag_values["seed"]),
+                                   progress=progress and codec.quantization_progress)
+        inr_path = run_dir / f"compressed_{tag}.inr"
+        atomic_write_bytes(inr_path, data)
+        # The numbers come from the file as it lies on disk, decoded from scratch.
+        measured, picture = codec.measure(inr_path.read_bytes(), signal)
+        if picture is not None:
+            save_png(run_dir / f"compressed_{tag}.png", picture)
+        record = {**measured, **sizes, "file": inr_path.name, **signal.fields,
+                  **{f"train_{k}": v for k, v in train_flags.items()}, **quant_flags}
+        atomic_write_text(metrics_path, yaml.safe_dump(plain_numbers(record), sort_keys=True))
+        print(codec.signal_line(f"{exp_dir.name}/{run_dir.name}", record))
+    summary = aggregate_codec_results(exp_dir, tag, codec, qcfg)
+    print(codec.experiment_line(exp_dir.name, summary, tag))
+    return summary
+
+
+def aggregate_codec_results(exp_dir: Path, tag: str, codec: SignalCodec, qcfg: QuantConfig) -> dict:
+    """Write and return results_{tag}.json over every signal of the experiment with a metrics file."""
+    records = read_run_records(exp_dir, f"metrics_{tag}.yml", yaml.safe_load)
+    summary = {"name": exp_dir.name,
+               "description": codec.description(qcfg, len(records)),
+               "results": {key: finite_mean(r.get(source) for r in records.values())
+                           for key, source in codec.result_keys.items()},
+               f"per_{codec.modality}": {name: {k: r.get(k) for k in codec.per_signal_keys}
+                                         for name, r in records.items()}}
+    write_json(exp_dir / f"results_{tag}.json", summary)
+    return summary
+
+
+def quantize_experiments(flag_values: dict, codec_type: Callable[..., SignalCodec], progress: bool = True) -> list[dict]:
+    """Compress every experiment of codec_type's modality under --exp_root matching --exp_glob, on
+    --device, AdaRound seeded with --seed; returns their results."""
+    from tqdm.auto import tqdm
+
+    qcfg = QuantConfig.from_flags(flag_values)
+    device = resolve_device(flag_values["device"])
+    folders = experiment_folders(Path(flag_values["exp_root"]), flag_values["exp_glob"], modality=codec_type.modality)
+    summaries = []
+    for exp_dir in tqdm(folders, desc="experiments", unit="exp", disable=not progress):
+        summaries.append(quantize_experiment(exp_dir, codec_type, qcfg, flag_values, device=device, progress=progress))
+    return summaries
