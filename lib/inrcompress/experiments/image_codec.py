@@ -22,11 +22,11 @@ from inrcompress.config import model_config_from_flags
 from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import image_metrics
 from inrcompress.experiments.quantize import FittedSignal, encode_signal, quantize_experiments
+from inrcompress.fit.meta import MAML_INIT_FILE
 from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
 from inrcompress.nn import INR
 from inrcompress.signals.image import IMAGE_SUFFIXES, coordinate_grid, image_to_values, load_image, to_landscape
 
-MAML_INIT_FILE = "model_maml.pth"
 
 
 def measure_decoded(data: bytes, original: np.ndarray, reference=None) -> dict:
