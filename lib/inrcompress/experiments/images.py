@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inrcompress.fit.batched import BATCH_RESUME_FILE, fit_many
+from inrcompress.fit.batched import fit_many
 from inrcompress.config import ModelConfig, TrainConfig, basic_experiment_name
 from inrcompress.signals.image import (
     coordinate_grid,
@@ -37,7 +37,8 @@ from inrcompress.experiments.runs import (
     write_run_result,
 )
 from inrcompress.nn import INR, count_parameters
-from inrcompress.fit.train import CHECKPOINT_DIR, RESUME_FILE, fit, load_checkpoint, resolve_device
+from inrcompress.fit.engine import resume_epoch
+from inrcompress.fit.train import fit, resolve_device
 
 METRIC_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
 
@@ -179,30 +180,11 @@ def fit_groups(signals: list[ImageSignal], run_dirs: list[Path], batch_images: i
     """The groups of images to fit together (each a list of indices); one per image without batching."""
     if batch_images <= 1:
         return [[i] for i in range(len(signals))]
-    return batch_groups(signals, run_dirs, batch_images)
-
-
-def batch_groups(signals: list[ImageSignal], run_dirs: list[Path], batch_images: int) -> list[list[int]]:
-    """Indices of images to fit together: same size, at most batch_images per group. An image
-    with a one-by-one resume point is fitted alone; images with batched resume points go with
-    those that saved the same epoch (their old group)."""
-    keys = []
-    for signal, run_dir in zip(signals, run_dirs):
-        ckpt = run_dir / CHECKPOINT_DIR
-        if (ckpt / RESUME_FILE).is_file():
-            keys.append(("alone", str(run_dir)))
-        elif (ckpt / BATCH_RESUME_FILE).is_file():
-            keys.append((signal.image.shape, "resume", load_checkpoint(ckpt / BATCH_RESUME_FILE)["epoch"]))
-        else:
-            keys.append((signal.image.shape, "fresh"))
-    groups: dict = {}
-    for index, key in enumerate(keys):
-        groups.setdefault(key, []).append(index)
-    result = []
-    for key, members in groups.items():
-        size = len(members) if key[1:2] == ("resume",) else max(1, batch_images)
-        result.extend(members[i:i + size] for i in range(0, len(members), size))
-    return sorted(result)
+    groups: dict = {}  # images of one size that resume at the same epoch (0: fresh) go together
+    for index, (signal, run_dir) in enumerate(zip(signals, run_dirs)):
+        groups.setdefault((signal.image.shape, resume_epoch(run_dir)), []).append(index)
+    return sorted(members[i:i + batch_images] for members in groups.values()
+                  for i in range(0, len(members), batch_images))
 
 
 def check_images(images: list[Path], downscaling_factor: int) -> None:
