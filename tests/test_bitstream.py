@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inrcompress.codec import coding
+from inrcompress.codec import entropy as coding
 from inrcompress.codec import container as bs
 from inrcompress.codec.representations.base import fields_struct
 from inrcompress.codec.representations.siren import SirenMLP

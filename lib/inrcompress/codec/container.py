@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from inrcompress.codec import coding
+from inrcompress.codec import entropy as coding
 from inrcompress.codec.representations import representation_by_file_id, representation_of
 from inrcompress.codec.representations.base import Field, Representation, fields_struct, pack_fields, unpack_fields
 from inrcompress.codec.representations.siren import SirenMLP
@@ -50,7 +50,7 @@ from inrcompress.errors import CorruptFileError, InrError
 MAGIC = b"INRC"
 FORMAT_VERSION = 2
 MODALITIES = ("image", "shape")
-CODERS = ("arithmetic", "brotli")
+CODERS = coding.METHODS  # in file-format order: the coder field stores the index
 
 # Format limits: they bound what a decoder may be asked to allocate (each representation bounds its
 # own architecture fields further).
@@ -282,7 +282,7 @@ def write_inr(header: InrHeader, symbols: Sequence[np.ndarray], model: str | Non
 
 def _sizes(header: InrHeader, total: int, payload: bytes) -> InrSizes:
     step_bytes = 4 * len(header.step_sizes)
-    model = "brotli" if header.coder == "brotli" else coding.arithmetic_model_name(payload)
+    model = coding.model_name(payload, header.coder)
     return InrSizes(total=total, container_bytes=total - len(payload) - step_bytes, step_size_bytes=step_bytes,
                     payload_bytes=len(payload), coding_model=model)
 
