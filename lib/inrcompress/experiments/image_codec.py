@@ -76,6 +76,11 @@ class ImageCodec:
                    "ssim": "ssim", "encoding_time": "encode_seconds", "decoding_time": "decode_seconds"}
     per_signal_keys = ("bpp", "bpp_payload", "bytes", "psnr", "ssim", "ms_ssim", "encode_seconds", "decode_seconds")
     quantization_progress = False  # many small images: one bar over them
+    description = ("inrcompress, {setting}, {code} coding; {count} images; "
+                   "bpp from the .inr file sizes, metrics on the decoded 8-bit images, averaged per image")
+    signal_report = "{bytes} bytes ({bpp:.4f} bpp), PSNR {psnr:.2f} dB, MS-SSIM {ms_ssim:.4f}"
+    experiment_report = ("{bpp:.4f} bpp ({bpp_payload:.4f} payload only), PSNR {psnr-rgb:.2f} dB, "
+                         "MS-SSIM {ms-ssim-rgb:.4f}")
 
     def __init__(self, exp_dir: Path, train_flags: dict, flag_values: dict):
         self.train_flags = train_flags
@@ -99,19 +104,6 @@ class ImageCodec:
 
     def measure(self, data: bytes, signal: FittedSignal) -> tuple[dict, None]:
         return measure_decoded(data, signal.source[0], self.reference), None
-
-    def description(self, qcfg: QuantConfig, count: int) -> str:
-        return (f"inrcompress, {qcfg.tag}, {qcfg.code} coding; {count} images; "
-                "bpp from the .inr file sizes, metrics on the decoded 8-bit images, averaged per image")
-
-    def signal_line(self, name: str, record: dict) -> str:
-        return (f"{name}: {record['bytes']} bytes ({record['bpp']:.4f} bpp), PSNR {record['psnr']:.2f} dB, "
-                f"MS-SSIM {record['ms_ssim']:.4f} (decoded from {record['file']})")
-
-    def experiment_line(self, exp_name: str, summary: dict, tag: str) -> str:
-        r = summary["results"]
-        return (f"{exp_name}: {len(summary['per_image'])} images, {r['bpp']:.4f} bpp "
-                f"({r['bpp_payload']:.4f} payload only), PSNR {r['psnr-rgb']:.2f} dB, MS-SSIM {r['ms-ssim-rgb']:.4f}")
 
 
 def run_quantize_and_test(flag_values: dict, progress: bool = True) -> list[dict]:

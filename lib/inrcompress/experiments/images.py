@@ -34,11 +34,12 @@ from inrcompress.experiments.runs import (
     start_experiment,
     train_config_for,
     unfinished,
+    usable_device,
     write_run_result,
 )
 from inrcompress.nn import INR, count_parameters
 from inrcompress.fit.engine import resume_epoch
-from inrcompress.fit.train import fit, resolve_device
+from inrcompress.fit.train import fit
 
 METRIC_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
 
@@ -199,7 +200,7 @@ def check_images(images: list[Path], downscaling_factor: int) -> None:
 
 def run_overfit(flag_values: dict, *, step_hook=None, show_progress: bool = True) -> Path:
     """overfitINR.py: fit every image of data_root/dataset; returns the experiment folder."""
-    device = resolve_device(flag_values["device"])
+    device = usable_device(flag_values["device"])
     images = list_images(Path(flag_values["data_root"]) / flag_values["dataset"])
     check_images(images, flag_values["downscaling_factor"])
     exp_dir = start_experiment(Path(flag_values["exp_root"]) / basic_experiment_name(flag_values), flag_values,

@@ -28,8 +28,15 @@ import yaml
 from inrcompress.codec.compress import QuantConfig, compress_network
 from inrcompress.config import atomic_write_bytes, atomic_write_text, load_flags, write_json
 from inrcompress.errors import InrError
-from inrcompress.experiments.runs import FLAGS_FILE, experiment_folders, finite_mean, fitted_runs, read_run_records
-from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, resolve_device
+from inrcompress.experiments.runs import (
+    FLAGS_FILE,
+    experiment_folders,
+    finite_mean,
+    fitted_runs,
+    read_run_records,
+    usable_device,
+)
+from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR
 from inrcompress.nn import INR
 from inrcompress.signals.image import save_png
 
@@ -54,12 +61,21 @@ class FittedSignal:
 
 class SignalCodec(Protocol):
     """What a modality supplies to the loop; one instance per experiment folder, made by
-    codec_type(exp_dir, train_flags, flag_values) (train_flags: the experiment's FLAGS.yml)."""
+    codec_type(exp_dir, train_flags, flag_values) (train_flags: the experiment's FLAGS.yml).
+
+    The three templates are str.format templates; a mean that could not be taken prints as n/a.
+    description: of results_{code}_{cfg}.json, with {setting} (QuantConfig.tag), {code}, {count}.
+    signal_report: the line printed per coded signal, with the keys of its metrics file.
+    experiment_report: the line printed per experiment after "<name>: <count> <modality>s, ", with
+    the keys of "results" and {results_file}."""
 
     modality: str  # "image", "shape": the experiments it reads (runs.experiment_modality), its noun
     result_keys: dict[str, str]  # key of "results" -> the metrics-file key averaged into it
     per_signal_keys: tuple[str, ...]  # the metrics-file keys copied per signal into the results
     quantization_progress: bool  # show quantize_model's progress bars (signals that take minutes)
+    description: str
+    signal_report: str
+    experiment_report: str
 
     def load(self, run_dir: Path) -> FittedSignal: ...
 
@@ -69,11 +85,17 @@ class SignalCodec(Protocol):
     def measure(self, data: bytes, signal: FittedSignal) -> tuple[dict, np.ndarray | None]:
         """Metrics of the decoded file and its picture (uint8 (H, W, C)) or None."""
 
-    def description(self, qcfg: QuantConfig, count: int) -> str: ...
 
-    def signal_line(self, exp_name: str, record: dict) -> str: ...
+class _NotAvailable:
+    """A mean over no finite value (e.g. no shape with a surface): printed as n/a whatever the format."""
 
-    def experiment_line(self, exp_name: str, summary: dict, tag: str) -> str: ...
+    def __format__(self, spec: str) -> str:
+        return "n/a"
+
+
+def fill(template: str, values: dict) -> str:
+    """template.format with values; a None value prints as n/a."""
+    return template.format_map({k: _NotAvailable() if v is None else v for k, v in values.items()})
 
 
 def encode_signal(model: INR, coords: torch.Tensor, values: torch.Tensor, qcfg: QuantConfig, *, seed: int = 0,
@@ -127,9 +149,11 @@ def quantize_experiment(exp_dir: Path, codec_type: Callable[..., SignalCodec], q
         record = {**measured, **sizes, "file": inr_path.name, **signal.fields,
                   **{f"train_{k}": v for k, v in train_flags.items()}, **quant_flags}
         atomic_write_text(metrics_path, yaml.safe_dump(plain_numbers(record), sort_keys=True))
-        print(codec.signal_line(f"{exp_dir.name}/{run_dir.name}", record))
+        print(f"{exp_dir.name}/{run_dir.name}: {fill(codec.signal_report, record)} (decoded from {inr_path.name})")
     summary = aggregate_codec_results(exp_dir, tag, codec, qcfg)
-    print(codec.experiment_line(exp_dir.name, summary, tag))
+    count = len(summary[f"per_{codec.modality}"])
+    print(f"{exp_dir.name}: {count} {codec.modality}s, "
+          + fill(codec.experiment_report, {**summary["results"], "results_file": f"results_{tag}.json"}))
     return summary
 
 
@@ -137,7 +161,7 @@ def aggregate_codec_results(exp_dir: Path, tag: str, codec: SignalCodec, qcfg: Q
     """Write and return results_{tag}.json over every signal of the experiment with a metrics file."""
     records = read_run_records(exp_dir, f"metrics_{tag}.yml", yaml.safe_load)
     summary = {"name": exp_dir.name,
-               "description": codec.description(qcfg, len(records)),
+               "description": fill(codec.description, {"setting": qcfg.tag, "code": qcfg.code, "count": len(records)}),
                "results": {key: finite_mean(r.get(source) for r in records.values())
                            for key, source in codec.result_keys.items()},
                f"per_{codec.modality}": {name: {k: r.get(k) for k in codec.per_signal_keys}
@@ -152,7 +176,7 @@ def quantize_experiments(flag_values: dict, codec_type: Callable[..., SignalCode
     from tqdm.auto import tqdm
 
     qcfg = QuantConfig.from_flags(flag_values)
-    device = resolve_device(flag_values["device"])
+    device = usable_device(flag_values["device"])
     folders = experiment_folders(Path(flag_values["exp_root"]), flag_values["exp_glob"], modality=codec_type.modality)
     summaries = []
     for exp_dir in tqdm(folders, desc="experiments", unit="exp", disable=not progress):

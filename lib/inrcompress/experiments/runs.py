@@ -25,7 +25,7 @@ import yaml
 
 from inrcompress.config import TrainConfig, load_flags, save_flags, train_config_from_flags, write_json
 from inrcompress.errors import InrError
-from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, COMPILE_MIN_POINTS, FINAL_FILE
+from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, COMPILE_MIN_POINTS, FINAL_FILE, resolve_device
 from inrcompress.signals.image import save_png
 
 FLAGS_FILE = "FLAGS.yml"
@@ -42,6 +42,17 @@ DEFAULT_MODALITY = "image"
 def experiment_modality(flags: dict) -> str:
     """The modality ("image", "shape") of an experiment whose FLAGS.yml holds `flags`."""
     return next((name for name, flag in MODALITY_FLAGS.items() if flag in flags), DEFAULT_MODALITY)
+
+
+def usable_device(name: str) -> torch.device:
+    """--device resolved (auto: cuda when available); a device this machine lacks (cuda without a
+    GPU, an ordinal past the last GPU) is a one-line InrError here, before any work starts."""
+    device = resolve_device(name)
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as e:  # torch built without CUDA raises AssertionError
+        raise InrError(f"device {name} cannot be used here: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+    return device
 
 
 def is_fitted(run_dir: Path) -> bool:

@@ -81,6 +81,10 @@ class ShapeCodec:
     result_keys = {key: key for key in SHAPE_RESULT_KEYS}
     per_signal_keys = SHAPE_RESULT_KEYS
     quantization_progress = True  # one shape takes minutes: show quantize_model's bars
+    description = ("inrcompress 3D shapes, {setting}, {code} coding; {count} shapes; bytes from the .inr files, "
+                   "metrics of the decoded networks, averaged per shape; Chamfer: " + CHAMFER_CONVENTION)
+    signal_report = "{bytes} bytes ({bits_per_vertex:.3f} bits/vertex), IoU {vol_iou:.2f} %, Chamfer {chamfer:.3g}"
+    experiment_report = "means: {bytes:.0f} bytes, IoU {vol_iou:.2f} %, Chamfer {chamfer:.3g} -> {results_file}"
 
     def __init__(self, exp_dir: Path, train_flags: dict, flag_values: dict):
         self.train_flags = train_flags
@@ -102,25 +106,6 @@ class ShapeCodec:
     def measure(self, data: bytes, signal: FittedSignal) -> tuple[dict, np.ndarray]:
         measured, surface = measure_decoded_shape(data, signal.source, self.resolution, self.seed)
         return measured, preview_picture(surface)
-
-    def description(self, qcfg: QuantConfig, count: int) -> str:
-        return (f"inrcompress 3D shapes, {qcfg.tag}, {qcfg.code} coding; {count} shapes; "
-                "bytes from the .inr files, metrics of the decoded networks, averaged per shape; "
-                f"Chamfer: {CHAMFER_CONVENTION}")
-
-    def signal_line(self, name: str, record: dict) -> str:
-        return (f"{name}: {record['bytes']} bytes ({record['bits_per_vertex']:.3f} bits/vertex), "
-                f"IoU {record['vol_iou']:.2f} %, Chamfer {record['chamfer']:.3g} (decoded from {record['file']})")
-
-    def experiment_line(self, exp_name: str, summary: dict, tag: str) -> str:
-        r = summary["results"]
-        return (f"{exp_name}: {len(summary['per_shape'])} shapes, means: {r['bytes']:.0f} bytes, "
-                f"IoU {_fmt(r['vol_iou'], '.2f')} %, Chamfer {_fmt(r['chamfer'], '.3g')} -> results_{tag}.json")
-
-
-def _fmt(value, spec: str) -> str:
-    """A mean that may be missing (no shape with a surface): formatted, or 'n/a'."""
-    return "n/a" if value is None else format(value, spec)
 
 
 def run_quantize_and_test3d(flag_values: dict, progress: bool = True) -> list[dict]:

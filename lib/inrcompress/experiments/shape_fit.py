@@ -25,9 +25,10 @@ from inrcompress.experiments.runs import (
     start_experiment,
     train_config_for,
     unfinished,
+    usable_device,
     write_run_result,
 )
-from inrcompress.fit.train import fit, resolve_device
+from inrcompress.fit.train import fit
 from inrcompress.nn import INR, count_parameters
 from inrcompress.signals.shape import ShapeSamples, cached_samples, list_shapes, load_mesh, save_mesh
 from inrcompress.signals.shape_eval import CHAMFER_CONVENTION, empty_preview, evaluate_shape, render_preview
@@ -93,7 +94,7 @@ def aggregate_shape_results(exp_dir: Path) -> dict:
 
 def run_overfit3d(flag_values: dict, *, step_hook=None, show_progress: bool = True) -> Path:
     """overfitINR3D.py: fit every shape of data_root/dataset; returns the experiment folder."""
-    device = resolve_device(flag_values["device"])
+    device = usable_device(flag_values["device"])
     shapes = list_shapes(flag_values["data_root"], flag_values["dataset"])
     for _, path in shapes:  # read every mesh before any work starts, so a bad file stops the run at once
         load_mesh(path)
