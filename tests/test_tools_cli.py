@@ -188,32 +188,3 @@ def test_the_flag_read_check_sees_an_unread_name(tmp_path):
                       "    return flag_values['epochs'], flag_values.get('lr'), fv.seed, ('bitwidth', 'code')\n")
     assert _names_read(source) == {"epochs", "lr", "seed", "bitwidth", "code"}  # not "dataset"
 
-
-def test_quantize_reads_its_seed(tmp_path, capsys):
-    """--seed of inr-quantize drives AdaRound's random rows (an image of more than its 4096 rows per
-    iteration): the same seed gives the same file, another seed another file."""
-    from PIL import Image
-
-    from inrcompress.tools.overfit_inr import main as overfit_main
-    from inrcompress.tools.quantize_and_test import main as quantize_main
-
-    from .conftest import photo_crop
-
-    (tmp_path / "data" / "ONE").mkdir(parents=True)
-    Image.fromarray(photo_crop("astronaut", 64, 80)).save(tmp_path / "data" / "ONE" / "astronaut.png")
-    exp_root = tmp_path / "exp"
-    assert overfit_main([f"--data_root={tmp_path / 'data'}", "--dataset=ONE", f"--exp_root={exp_root}",
-                         "--epochs=30", "--hidden_dims=8", "--hidden_layers=1", "--device=cpu"]) == 0
-    import shutil
-
-    experiment = next(exp_root.iterdir())
-    files = {}
-    for run, seed in (("a", 0), ("b", 0), ("c", 1)):
-        copy = shutil.copytree(experiment, tmp_path / run / experiment.name)
-        assert quantize_main([f"--data_root={tmp_path / 'data'}", "--dataset=ONE", f"--exp_root={tmp_path / run}",
-                              "--device=cpu", f"--seed={seed}", "--adaround_iterations=10",
-                              "--retrain_epochs=2"]) == 0
-        (inr_file,) = copy.glob("astronaut/compressed_*.inr")
-        files[run] = inr_file.read_bytes()
-    capsys.readouterr()
-    assert files["a"] == files["b"] and files["a"] != files["c"]
