@@ -1,6 +1,7 @@
 """Long-running fuzzer for the .inr reader (the CI tests run a few thousand cases; this runs many).
 
-Valid small files are built for every arithmetic model and for brotli, then mutated at random
+Valid small format-v2 files are built for every arithmetic model and for brotli, and the golden
+format-v1 files (tests/golden/v1) are read, then all are mutated at random
 (bit flips, byte replacements, truncation, insertion, appended bytes). In "plain" mode the
 mutated bytes go to read_inr as they are, and any change must be reported as a CorruptFileError
 (CRC-32 guards the file). In "fixed-crc" mode the checksum is recomputed after mutating, so the
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import math
 import random
 import struct
 import sys
@@ -26,36 +26,44 @@ from pathlib import Path
 
 import numpy as np
 from inrcompress.codec import container as bs
-from inrcompress.codec import coding
+from inrcompress.codec import entropy as coding
+from inrcompress.codec.representations.siren import SirenMLP
+from inrcompress.config import ModelConfig
 from inrcompress.errors import CorruptFileError
 
 
+GOLDEN_V1 = Path(__file__).resolve().parent.parent / "tests" / "golden" / "v1"
+
+
 def build_corpus() -> list[tuple[str, bytes]]:
-    """(label, file) pairs: one small network per arithmetic model, plus brotli and 16-bit files."""
+    """(label, file) pairs: format v2 files of a small network, one per arithmetic model, plus
+    brotli and 16-bit residual files; and every golden format-v1 file (the v1 reader's input)."""
     rng = np.random.default_rng(0)
 
-    def header(**changes):
-        values = {"modality": "image", "height": 24, "width": 32, "channels": 3, "in_features": 2,
-                  "encoding": "nerf", "activation": "sine", "hidden_dims": 6, "hidden_layers": 1, "ff_dims": 2,
-                  "encoding_scale": 1.4, "gauss_seed": 0, "bitwidth": 8, "coder": "arithmetic", "rotated": False,
-                  "init_hash": b"", "step_sizes": [0.01] * 6}
-        values.update(changes)
-        return bs.InrHeader(**values)
+    def header(modality="image", height=24, width=32, channels=3, in_features=2, encoding="nerf", ff_dims=2,
+               bitwidth=8, coder="arithmetic", init_hash=b""):
+        cfg = ModelConfig(in_features=in_features, out_features=channels, encoding=encoding, hidden_dims=6,
+                          hidden_layers=1, ff_dims=ff_dims)
+        return bs.InrHeader(modality=modality, height=height, width=width, rotated=False,
+                            representation=SirenMLP(cfg), bitwidth=bitwidth, coder=coder, step_sizes=[0.01] * 6,
+                            init_hash=init_hash)
 
     def symbols(h):
         top = (1 << h.bitwidth) - 1
-        return [np.clip(np.round(rng.laplace(top / 2, 1 + top / 40, math.prod(s))), 0, top).astype(np.int64)
-                for s in bs.tensor_shapes(h)]
+        return [np.clip(np.round(rng.laplace(top / 2, 1 + top / 40, n)), 0, top).astype(np.int64)
+                for n in bs.tensor_lengths(h)]
 
     corpus = []
     for model in coding.MODELS:
         h = header()
-        corpus.append((f"arithmetic/{model}", bs.write_inr(h, symbols(h), model=model)))
+        corpus.append((f"v2 arithmetic/{model}", bs.write_inr(h, symbols(h), model=model)))
     h = header(coder="brotli", encoding="gauss")
-    corpus.append(("brotli", bs.write_inr(h, symbols(h))))
+    corpus.append(("v2 brotli", bs.write_inr(h, symbols(h))))
     h = header(modality="shape", height=0, width=0, channels=1, in_features=3, encoding="mlp", ff_dims=0,
                bitwidth=16, init_hash=bytes(32))
-    corpus.append(("arithmetic/16-bit shape", bs.write_inr(h, symbols(h))))
+    corpus.append(("v2 arithmetic/16-bit shape residual", bs.write_inr(h, symbols(h))))
+    for path in sorted(GOLDEN_V1.glob("*.inr")):
+        corpus.append((f"v1 {path.stem}", path.read_bytes()))
     return corpus
 
 
@@ -98,12 +106,12 @@ def check(mutant: bytes, original: bytes, fixed_crc: bool) -> tuple[str, str]:
         return "unexpected exception:\n" + traceback.format_exc(), "unexpected exception"
     if not fixed_crc and mutant != original:
         return "a changed file was accepted despite the checksum", "decoded"
-    shapes = bs.tensor_shapes(header)
-    if len(symbols) != len(shapes):
-        return f"{len(symbols)} symbol arrays for {len(shapes)} tensors", "decoded"
-    for s, shape in zip(symbols, shapes):
-        if s.shape != (math.prod(shape),) or (s.size and (s.min() < 0 or s.max() >= 1 << header.bitwidth)):
-            return f"malformed symbols for a tensor of shape {shape}", "decoded"
+    lengths = bs.tensor_lengths(header)
+    if len(symbols) != len(lengths):
+        return f"{len(symbols)} symbol arrays for {len(lengths)} tensors", "decoded"
+    for s, n in zip(symbols, lengths):
+        if s.shape != (n,) or (s.size and (s.min() < 0 or s.max() >= 1 << header.bitwidth)):
+            return f"malformed symbols for a tensor of {n} values", "decoded"
     return "", "decoded"
 
 
