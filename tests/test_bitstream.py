@@ -498,6 +498,8 @@ FUZZ_HEADERS = [
 FUZZ_FILES = ([bs.write_inr(h, random_symbols(h, seed=i)) for i, h in enumerate(FUZZ_HEADERS)]
               + [golden_v1("image_gray_brotli"), golden_v1("image_portrait_arith")])
 FUZZ_DECODED = [bs.read_inr(data) for data in FUZZ_FILES]
+# Mutants per fuzz test: a few seconds each here; benchmarks/fuzz_decoder.py runs 100k+ per mode.
+FUZZ_EXAMPLES = 600
 @st.composite
 def mutations(draw, length: int):
     """A list of 1..4 edits of a byte string: bit flip, byte replacement, truncation, insertion,
@@ -544,7 +546,7 @@ def check_result(data: bytes, result) -> None:
         assert s.size == 0 or (s.min() >= 0 and s.max() < 1 << header.bitwidth)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(which=st.integers(0, len(FUZZ_FILES) - 1), edits=st.data())
 def test_fuzz_mutated_files(which, edits):
     original = FUZZ_FILES[which]
@@ -562,7 +564,7 @@ def test_fuzz_mutated_files(which, edits):
     assert_same_symbols(FUZZ_DECODED[which][1], symbols)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(which=st.integers(0, len(FUZZ_FILES) - 1), edits=st.data())
 def test_fuzz_mutated_files_with_fixed_checksum(which, edits):
     """Mutate everything but the checksum, then recompute it, so that the mutation reaches the
