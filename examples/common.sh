@@ -58,7 +58,8 @@ select_mode() {
     FIT=(--epochs "$epochs" --epochs_til_ckpt "$epochs" --steps_til_summary "$epochs" --lr 0.0005 --l1_reg 1e-5
          --patience 500)
     ADAROUND_ITERS=10; RETRAIN_EPOCHS=5
-    SWEEP=(--jpeg_qualities 10 50 90 --jpeg2000_bpps 0.5 2 6 --webp_qualities 10 50 90 --avif_qualities 10 50 90)
+    SWEEP=(--jpeg_qualities=10,50,90 --jpeg2000_bpps=0.5,2,6 --webp_qualities=10,50,90 --avif_qualities=10,50,90
+           --hevc444_qps=22,32,42 --hevc420_qps=22,32,42 --jxl_qualities=10,50,90)
   else
     OUT="$EXP_ROOT/$EXP_NAME"
     DATA="$DATA_ROOT"
@@ -111,7 +112,8 @@ quantize() {
 }
 
 # evaluate_curves CURVE METHOD: RD curves (one per bit width, OUT/rd_CURVE_bw{7,8}.json, labelled
-# "METHOD (ours)"), the classical codecs on the same images, BD-rates, and the plot OUT/rd_EXP_NAME.png
+# "METHOD (ours)"), the classical codecs on the same images, BD-rates, the plot OUT/rd_EXP_NAME.png and the
+# report OUT/report/index.html (plots, tables, decoded crops side by side)
 evaluate_curves() {
   local bw tag curves=()
   for bw in 7 8; do
@@ -122,11 +124,16 @@ evaluate_curves() {
   done
   tool evaluate codecs "--data_root=$DATA" --dataset "$DATASET" --downscaling_factor "$FACTOR" \
     --out_dir "$OUT/codecs" --quiet "${SWEEP[@]}"
-  tool evaluate bd --anchor "$OUT/codecs" --test "${curves[@]}" --out "$OUT/bd.json" \
+  tool evaluate bd --anchor "$OUT/codecs" "${curves[@]}" --out "$OUT/bd.json" \
     || echo "  (BD-rates need >= 2 points per curve and curves that overlap in PSNR)" >&2
-  local anchors
+  local anchors anchor anchor_flags=()
   read -r -a anchors <<< "${ANCHORS:-}"
-  tool evaluate plot "${curves[@]}" --codecs "$OUT/codecs" ${anchors[@]+--anchors "${anchors[@]}"} \
+  for anchor in ${anchors[@]+"${anchors[@]}"}; do anchor_flags+=(--anchors "$anchor"); done
+  tool evaluate plot "${curves[@]}" --codecs "$OUT/codecs" ${anchor_flags[@]+"${anchor_flags[@]}"} \
     --out "$OUT/rd_$EXP_NAME.png" --metric both --title "$TITLE, $2 method"
-  echo "done: curves $OUT/rd_$1_bw{7,8}.json, plot $OUT/rd_$EXP_NAME.png, BD-rates $OUT/bd.json"
+  tool evaluate report "${curves[@]}" --codecs "$OUT/codecs" ${anchor_flags[@]+"${anchor_flags[@]}"} \
+    "--data_root=$DATA" --dataset "$DATASET" --downscaling_factor "$FACTOR" --out "$OUT/report" \
+    --title "$TITLE, $2 method"
+  echo "done: curves $OUT/rd_$1_bw{7,8}.json, plot $OUT/rd_$EXP_NAME.png, BD-rates $OUT/bd.json," \
+    "report $OUT/report/index.html"
 }
