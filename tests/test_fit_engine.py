@@ -158,6 +158,6 @@ def test_an_unknown_resume_point_is_one_line_saying_how_to_restart(tmp_path):
     coords, values = _ref_images(12, 16)
     (tmp_path / "checkpoints").mkdir()
     torch.save({"something": "else"}, tmp_path / "checkpoints" / "model_current_.pth")
-    with pytest.raises(InrError, match="delete it to restart") as info:
+    with pytest.raises(InrError, match="delete it to start over") as info:
         fit(_models(RESUME_MODEL, 1)[0], coords, values[0], RESUME_TRAIN, tmp_path, show_progress=False)
     assert "\n" not in str(info.value)

@@ -20,6 +20,9 @@ outer_lr over theta_0 and the learned rates; ReduceLROnPlateau (factor 0.5, pati
 1e-4 rel) follows the summed validation loss, measured every `val_every` (500) outer steps; the state
 with the lowest validation loss is the result.
 
+The outer loop is the fit engine's (fit/engine.py): MetaStep is its step, the validation its monitor
+(schedule and best state follow it), MetaRunFiles its files; warm-up and early stop are off.
+
 Implementation: a task (one image) is a pure function of (theta_0, rates, encoded grid, pixels) built
 from torch.func.grad and nn.mlp_forward, so the inner loop never touches the module. Every image of a
 meta-dataset has the same size, so the encoded grid is computed once for the whole run (model.encode
