@@ -85,7 +85,7 @@ def test_a_subcommand_shows_and_checks_its_positional_arguments(monkeypatch, cap
     assert run_as_command("inr-evaluate", ["bd", "--help"], monkeypatch) == 0
     usage = capsys.readouterr().out.splitlines()[0]
     assert usage == "usage: inr-evaluate bd TEST_CURVE... [--flag=value ...]"
-    assert run_as_command("inr-evaluate", ["bd"], monkeypatch) == 2
+    assert run_as_command("inr-evaluate", ["bd", "--anchor=anchor.json"], monkeypatch) == 2
     assert capsys.readouterr().err.startswith(f"error: {usage} (got 0 positional arguments)")
 
 
