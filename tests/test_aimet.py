@@ -125,10 +125,13 @@ def test_adaround_improves_on_nearest(fitted, bitwidth):
     model, _, features, values = fitted
     common = dict(reference=None, retrain=False, retrain_epochs=0, retrain_lr=0.0, seed=0, progress=False,
                   adaround_reg=1e-4)
+    stages = {}
+    rounded = aimet_readout(model, features, values, bitwidth, adaround=True, adaround_iterations=300,
+                            on_stage=stages.__setitem__, **common)
+    assert list(stages) == ["nearest", "adaround"] and stages["adaround"] is rounded
     nearest = aimet_readout(model, features, values, bitwidth, adaround=False, adaround_iterations=0, **common)
-    rounded = aimet_readout(model, features, values, bitwidth, adaround=True, adaround_iterations=300, **common)
+    assert all(torch.equal(a, b) for a, b in zip(stages["nearest"].ints, nearest.ints))
     assert rounded.mse < nearest.mse
     # AdaRound keeps the weight steps (up to the round trip of AIMET's encodings file) and changes integers
     assert rounded.steps[0::2] == pytest.approx(nearest.steps[0::2], rel=1e-6)
     assert any(not torch.equal(a, b) for a, b in zip(rounded.ints[0::2], nearest.ints[0::2]))
-

@@ -282,6 +282,11 @@ class SimReadout:
     sim_values: list[torch.Tensor]
     mse: float
 
+    def quantized(self, bitwidth: int) -> QuantizedTensors:
+        """The QuantizedTensors of this state (what the coder takes)."""
+        return QuantizedTensors(bitwidth=int(bitwidth), symbols=[symbols_from_integers(q, bitwidth) for q in self.ints],
+                                step_sizes=list(self.steps), shapes=[tuple(int(d) for d in q.shape) for q in self.ints])
+
 
 def _readout(sim, chain: LinearChain, bitwidth: int, mse: float) -> SimReadout:
     """Integers and steps of every declared tensor as the sim quantizes them (mse: the sim's)."""
@@ -416,14 +421,16 @@ def quantize_model_aimet(model: nn.Module, features: torch.Tensor, targets: torc
                         adaround_iterations=adaround_iterations, adaround_reg=adaround_reg, retrain=retrain,
                         retrain_epochs=retrain_epochs, retrain_lr=retrain_lr, reference=reference, seed=seed,
                         progress=progress)
-    return QuantizedTensors(bitwidth=int(bitwidth), symbols=[symbols_from_integers(q, bitwidth) for q in out.ints],
-                            step_sizes=out.steps, shapes=[tuple(int(d) for d in q.shape) for q in out.ints])
+    return out.quantized(bitwidth)
 
 
 def aimet_readout(model: nn.Module, features: torch.Tensor, targets: torch.Tensor, bitwidth: int, *,
                   adaround: bool, adaround_iterations: int, adaround_reg: float, retrain: bool,
-                  retrain_epochs: int, retrain_lr: float, reference, seed: int, progress: bool) -> SimReadout:
-    """The AIMET pipeline of quantize_model_aimet; returns the final sim's SimReadout."""
+                  retrain_epochs: int, retrain_lr: float, reference, seed: int, progress: bool,
+                  on_stage: Callable[[str, SimReadout], None] | None = None) -> SimReadout:
+    """The AIMET pipeline of quantize_model_aimet; returns the final sim's SimReadout.
+    on_stage(name, readout), when given, also sees the state after each stage that runs: "nearest"
+    (compute_encodings), "adaround", "retrain" (the benchmark measures all three from one run)."""
     b = _check_bitwidth(bitwidth)
     if int(adaround_iterations) < 0 or int(retrain_epochs) < 0:
         raise InrError("adaround_iterations and retrain_epochs must be >= 0")
@@ -441,13 +448,22 @@ def aimet_readout(model: nn.Module, features: torch.Tensor, targets: torch.Tenso
         config_path = os.path.join(workdir, "quantsim_config.json")
         with open(config_path, "w") as f:
             json.dump(AIMET_CONFIG, f)
+        def stage(name: str, readout: SimReadout | None = None) -> SimReadout:
+            if readout is None:
+                sim.model.eval()
+                readout = _readout(sim, chain, b, _sim_mse(sim, x, y))
+            if on_stage is not None:
+                on_stage(name, readout)
+            return readout
+
         sim = _make_sim(aimet, chain, x, b, config_path)
         sim.compute_encodings(lambda m, _: _forward_rows(m, x), None)
+        out = stage("nearest") if on_stage is not None else None
         if adaround and int(adaround_iterations) > 0:
             sim, chain = _adaround(aimet, sim, chain, x, b, int(adaround_iterations), float(adaround_reg),
                                    config_path, workdir)
+            out = stage("adaround")
         if retrain and int(retrain_epochs) > 0:
-            return _retrain(sim, chain, b, x, y, int(retrain_epochs), float(retrain_lr), progress)
-        sim.model.eval()
-        return _readout(sim, chain, b, _sim_mse(sim, x, y))
+            out = stage("retrain", _retrain(sim, chain, b, x, y, int(retrain_epochs), float(retrain_lr), progress))
+        return out if out is not None else stage("nearest")
 
