@@ -233,11 +233,15 @@ def test_jpeg2000_is_irreversible_with_colour_transform(images):
     assert 8 * len(data) / (40 * 56) <= 1.0 * 1.05  # the rate target is met
 
 
-@pytest.mark.parametrize("codec", ["jpeg", "jpeg2000", "webp", "avif"])
+SWEEPS = {"jpeg2000": [0.25, 1.0, 3.0], "hevc444": [42, 32, 22], "hevc420": [42, 32, 22]}
+
+
+@pytest.mark.parametrize("codec", list(codecs.CODECS))
 def test_every_codec_sweeps_and_decodes(codec, images):
-    if not codecs.CODECS[codec].missing() is None:
-        pytest.skip(f"Pillow without {codec}")
-    settings = [0.25, 1.0, 3.0] if codec == "jpeg2000" else [10, 50, 90]
+    reason = codecs.CODECS[codec].missing()
+    if reason:
+        pytest.skip(reason)
+    settings = SWEEPS.get(codec, [10, 50, 90])
     curve = codecs.codec_sweep(codec, images, settings, dataset="TINY")
     r = curve["results"]
     assert len(r["bpp"]) == 3 and r["bpp"] == sorted(r["bpp"])
