@@ -260,3 +260,10 @@ class INR(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (the weights and biases that are coded)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, coords: torch.Tensor, chunk_rows: int = 65536) -> torch.Tensor:
+    """The network's output at coords (N, d), in chunks of chunk_rows so that big signals need little memory."""
+    parts = [model(coords[s:s + chunk_rows]) for s in range(0, coords.shape[0], chunk_rows)]
+    return torch.cat(parts, dim=0)

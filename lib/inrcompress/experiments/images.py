@@ -37,7 +37,7 @@ from inrcompress.experiments.runs import (
     usable_device,
     write_run_result,
 )
-from inrcompress.nn import INR, count_parameters
+from inrcompress.nn import INR, count_parameters, predict
 from inrcompress.fit.engine import resume_epoch
 from inrcompress.fit.train import fit
 
@@ -75,13 +75,6 @@ def image_signal(path: Path, downscaling_factor: int, device: torch.device) -> I
     image = load_image(path, downscaling_factor)
     coords = coordinate_grid(image.shape[:2]).to(device)
     return ImageSignal(path.stem, image, coords, image_to_values(image).to(device))
-
-
-@torch.no_grad()
-def predict(model: INR, coords: torch.Tensor, chunk_rows: int = 65536) -> torch.Tensor:
-    """The network's output at coords, in chunks so that big images need little memory."""
-    parts = [model(coords[s:s + chunk_rows]) for s in range(0, coords.shape[0], chunk_rows)]
-    return torch.cat(parts, dim=0)
 
 
 def evaluate(model: INR, signal: ImageSignal) -> tuple[dict, np.ndarray]:

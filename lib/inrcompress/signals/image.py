@@ -13,6 +13,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from inrcompress.errors import InrError
+from inrcompress.signals.grid import coordinate_grid  # noqa: F401  (images' pixel grid)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Decompression-bomb guard and the decoder's limit: 256 megapixels.
@@ -52,13 +53,6 @@ def load_image(path: str | Path, downscaling_factor: int = 1) -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     return np.ascontiguousarray(array)
-
-
-def coordinate_grid(shape: tuple[int, ...]) -> torch.Tensor:
-    """(prod(shape), len(shape)) coordinates in [-1, 1]; entry k of a point is 2 i_k / (n_k - 1) - 1."""
-    axes = [torch.linspace(-1.0, 1.0, n) for n in shape]
-    mesh = torch.meshgrid(*axes, indexing="ij")
-    return torch.stack(mesh, dim=-1).reshape(-1, len(shape))
 
 
 def image_to_values(image: np.ndarray) -> torch.Tensor:

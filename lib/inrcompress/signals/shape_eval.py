@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from inrcompress.signals.image import coordinate_grid
-from inrcompress.experiments.images import predict
+from inrcompress.nn import predict
+from inrcompress.signals.grid import coordinate_grid
 from inrcompress.signals.shape import ShapeSamples, surface_points
 
 CHAMFER_CONVENTION = ("mean squared nearest-neighbour distance, both directions summed (pytorch3d chamfer_distance); "
