@@ -10,23 +10,38 @@ Paths measured (each a full forward + backward + Adam step over the whole image)
 With --batched K1 K2 ...: images per hour at a fixed step count for the first K Kodak images (landscape
 first), fitted in groups of one size at once (batched.fit_many) against one by one (train.fit).
 
+With --compare_old DIR (a checkout of an older main, e.g. `git worktree add /tmp/old_main b577759`):
+the fit step of that code against this one in one run, each measurement a fresh subprocess
+(PYTHONPATH=DIR/lib or this checkout's lib), old and new alternating, the best of --repeats kept:
+one by one eager and compiled (train.fit on the first Kodak image at 1/--factors) and batched
+(batched.fit_many on the first --compare_images Kodak images, compiled, in groups of one size).
+
     python benchmarks/fit_speed.py --image ../shared/data/KODAK/kodim01.png --widths 32 64 128 --factors 1 4
     python benchmarks/fit_speed.py --batched 1 4 24 --factors 4 --widths 32 --steps 30 --compile
+    OMP_NUM_THREADS=1 python benchmarks/fit_speed.py --compare_old /tmp/old_main --factors 4 --widths 32
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 from inrcompress.config import ModelConfig, TrainConfig
-from inrcompress.signals.image import coordinate_grid, image_to_values, load_image
 from inrcompress.nn import INR
-from inrcompress.fit.train import fit
+
+try:  # this layout, or (in a --compare_old child) that of main <= b577759
+    from inrcompress.fit.train import fit
+    from inrcompress.signals.image import coordinate_grid, image_to_values, load_image
+except ImportError:
+    from inrcompress.data import coordinate_grid, image_to_values, load_image
+    from inrcompress.train import fit
 
 
 def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
@@ -84,7 +99,8 @@ def time_fit(model: INR, coords, values, steps: int, compiled: bool, amp: bool, 
 
 
 def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], steps: int, device,
-                       compiled: bool, repeats: int = 3, one_by_one_compiled: bool | None = None) -> list[dict]:
+                       compiled: bool, repeats: int = 3, one_by_one_compiled: bool | None = None,
+                       measure_one_by_one: bool = True) -> list[dict]:
     """Images per hour at `steps` steps: the first K Kodak images (landscape first, then portrait),
     fitted in groups of one size at once (as overfitINR.py --batch_images K does) vs one by one.
 
@@ -92,7 +108,10 @@ def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], 
     run eager steps 1.7x slower at random; RESULTS.md section 2); compilation is in an untimed warm-up.
     one_by_one_compiled: the one-by-one path (default: the same setting as the batched one).
     """
-    from inrcompress.fit.batched import fit_many
+    try:
+        from inrcompress.fit.batched import fit_many
+    except ImportError:
+        from inrcompress.batched import fit_many
 
     images = [load_image(p, factor) for p in sorted(kodak.glob("kodim*.png"))]
     images.sort(key=lambda im: im.shape[1] <= im.shape[0])  # landscape first, stable within each kind
@@ -123,6 +142,10 @@ def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], 
                     fit(model, coords, v, config, show_progress=False)
 
         run_batched(TrainConfig(epochs=2, lr=1e-4, compile=compiled))
+        if not measure_one_by_one:
+            rows.append({"images": len(chosen), "groups": [len(v) for _, _, v in work],
+                         "batched_seconds": [timed(run_batched, cfg, device)]})
+            continue
         for _, coords, values in work:
             fit(models(1)[0], coords, values[0], TrainConfig(epochs=2, lr=1e-4, compile=single_compiled),
                 show_progress=False)
@@ -144,6 +167,50 @@ def batched_throughput(kodak: Path, factor: int, width: int, counts: list[int], 
         print(f"{n_images:>3} images (groups {r['groups']}) w{width}: batched {r['batched_images_per_hour']:>9.0f} "
               f"img/h, one by one {r['one_by_one_images_per_hour']:>9.0f} img/h at {steps} steps -> "
               f"{r['speedup']:.2f}x", flush=True)
+    return rows
+
+
+COMPARE_PATHS = ("one_by_one_eager", "one_by_one_compiled", "batched_compiled")
+
+
+def measure_path(path: str, kodak: Path, factor: int, width: int, steps: int, images: int, device) -> float:
+    """Seconds per step of one fit path (compilation in an untimed warm-up fit)."""
+    if path == "batched_compiled":
+        row = batched_throughput(kodak, factor, width, [images], steps, device, compiled=True, repeats=1,
+                                 measure_one_by_one=False)[0]
+        return row["batched_seconds"][0] / steps
+    image = load_image(sorted(kodak.glob("kodim*.png"))[0], factor)
+    coords = coordinate_grid(image.shape[:2]).to(device)
+    values = image_to_values(image).to(device)
+    torch.manual_seed(0)
+    model = INR(ModelConfig(hidden_dims=width, ff_dims=16)).to(device)
+    return time_fit(model, coords, values, steps, compiled=path.endswith("compiled"), amp=False, device=device)
+
+
+def compare_old(old_root: Path, args) -> list[dict]:
+    """Old vs new code, alternating fresh subprocesses (see the module docstring)."""
+    new_lib = Path(__file__).resolve().parents[1] / "lib"
+    steps = {"one_by_one_eager": args.steps, "one_by_one_compiled": args.steps,
+             "batched_compiled": max(1, args.steps // 10)}
+    rows = []
+    for path in COMPARE_PATHS:
+        times = {"old": [], "new": []}
+        for repeat in range(args.repeats):
+            for version in (("old", "new") if repeat % 2 == 0 else ("new", "old")):
+                lib = old_root / "lib" if version == "old" else new_lib
+                env = {**os.environ, "PYTHONPATH": str(lib)}
+                command = [sys.executable, __file__, "--child", path, "--kodak", args.kodak,
+                           "--factors", str(args.factors[0]), "--widths", str(args.widths[0]),
+                           "--steps", str(steps[path]), "--compare_images", str(args.compare_images),
+                           "--device", args.device]
+                out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+                times[version].append(json.loads(out.strip().splitlines()[-1])["seconds_per_step"])
+        old, new = min(times["old"]), min(times["new"])
+        rows.append({"path": path, "steps": steps[path], "old_seconds_per_step": old, "new_seconds_per_step": new,
+                     "new_vs_old": old / new, "old_all": times["old"], "new_all": times["new"]})
+        print(f"{path:>20}: old {old * 1e3:9.2f} ms/step, new {new * 1e3:9.2f} ms/step -> new is "
+              f"{old / new:.3f}x the old speed (best of {args.repeats}; all old {[round(t * 1e3, 2) for t in times['old']]}"
+              f", new {[round(t * 1e3, 2) for t in times['new']]})", flush=True)
     return rows
 
 
@@ -170,9 +237,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one_by_one", choices=["same", "compiled", "eager"], default="same",
                         help="the one-by-one path to compare with (default: as --compile)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (the best is kept)")
+    parser.add_argument("--compare_old", help="a checkout of older code to compare the fit step with")
+    parser.add_argument("--compare_images", type=int, default=24, help="Kodak images of the batched comparison")
+    parser.add_argument("--child", choices=COMPARE_PATHS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
+    if args.child:
+        seconds = measure_path(args.child, Path(args.kodak), args.factors[0], args.widths[0], args.steps,
+                               args.compare_images, device)
+        print(json.dumps({"seconds_per_step": seconds}))
+        return 0
+    if args.compare_old:
+        print(f"old {args.compare_old} vs new, {os.environ.get('OMP_NUM_THREADS', 'default')} OMP threads, "
+              f"torch {torch.__version__}, load average {os.getloadavg()}")
+        rows = compare_old(Path(args.compare_old), args)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"compare_old": args.compare_old, "rows": rows}, indent=2))
+        return 0
     gflops = matmul_gflops(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device {device} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}; "
