@@ -23,7 +23,7 @@ import numpy as np
 
 from inrcompress.errors import InrError
 from inrcompress.evaluate.curves import write_json
-from inrcompress.evaluate.meshes import MESH_CODECS, mesh_codec_sweep
+from inrcompress.evaluate.meshes import MESH_CODECS, evaluate_mesh, mesh_codec_sweep
 from inrcompress.signals.shape import Mesh, load_mesh, normalize_vertices, sample_shape
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,13 +54,17 @@ def plot(results: dict, out: Path) -> Path:
 
     figure, axes = plt.subplots(2, len(results), figsize=(6.5 * len(results), 9), squeeze=False)
     for column, (name, entry) in enumerate(results.items()):
-        draco = entry["draco"]
+        draco = [r for r in entry["draco"] if r["codec"] == "draco"]
+        floor = next((r for r in entry["draco"] if r["codec"] == "original"), None)
         for row, (key, label) in enumerate((("chamfer", "Chamfer distance (lower is better)"),
                                             ("vol_iou", "volumetric IoU [%]"))):
             axis = axes[row][column]
             axis.plot([r["bytes"] for r in draco], [r[key] for r in draco], "s--", label="Draco (bits shown)")
             for r in draco:
                 axis.annotate(str(r["quantization_bits"]), (r["bytes"], r[key]), fontsize=7)
+            if floor:
+                axis.axhline(floor[key], color="gray", linewidth=0.8, linestyle=":",
+                             label="the mesh itself (floor of the measure)")
             for bits, marker in ((7, "o-"), (8, "^-")):
                 ours = sorted((r for r in entry["ours"] if r["bits"] == bits), key=lambda r: r["bytes"])
                 if ours:
@@ -95,12 +99,20 @@ def main(argv: list[str] | None = None) -> int:
             mesh = normalized(load_mesh(path))
             name = path.name.split(".")[0]
             old = previous.get(name, {})
-            if (old.get("mesh") == str(path) and old.get("draco_version") == MESH_CODECS["draco"].version()
-                    and [r["quantization_bits"] for r in old.get("draco", [])] == args.bits):
-                draco = old["draco"]  # the same sweep of the same file: reused (--force_draco to redo)
-            else:
+            done = {r["codec"] + str(r["quantization_bits"]): r for r in old.get("draco", [])}
+            if not (old.get("mesh") == str(path) and old.get("draco_version") == MESH_CODECS["draco"].version()):
+                done = {}
+            samples = None
+            if not all(f"draco{b}" in done for b in args.bits) or "originalNone" not in done:
                 samples = sample_shape(mesh, 1, seed=0)  # only the evaluation points matter here
-                draco = mesh_codec_sweep("draco", mesh, samples, args.bits)
+            # the same sweep of the same file is reused (--force_draco to redo)
+            draco = [done.get(f"draco{b}") or mesh_codec_sweep("draco", mesh, samples, [b])[0] for b in args.bits]
+            # the floor of the measures: the mesh itself (Chamfer: two 100k samplings of one surface)
+            floor = done.get("originalNone") or {
+                "codec": "original", "quantization_bits": None, "bytes": path.stat().st_size,
+                "bits_per_vertex": 8 * path.stat().st_size / len(mesh.vertices),
+                **evaluate_mesh(mesh.vertices, mesh.faces, samples)}
+            draco = [floor] + draco
             results[name] = {"mesh": str(path), "vertices": len(mesh.vertices), "faces": len(mesh.faces),
                              "draco_version": MESH_CODECS["draco"].version(), "draco": draco,
                              "ours": our_rows(args.ours[k] if k < len(args.ours) else None)}
@@ -111,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{name}: {entry['vertices']} vertices, {entry['faces']} faces; {entry['draco_version']}\n")
         print("| method | setting | bytes | bits/vertex | IoU % | Chamfer |")
         print("|---|---|---|---|---|---|")
-        rows = [(f"Draco", f"{r['quantization_bits']} bits", r) for r in entry["draco"]] + \
+        rows = [("Draco", f"{r['quantization_bits']} bits", r) if r["codec"] == "draco" else
+                ("original mesh file", "-", r) for r in entry["draco"]] + \
                [(f"ours, width {r['width']}", f"{r['bits']} bit", r) for r in entry["ours"]]
         for method, setting, r in sorted(rows, key=lambda item: item[2]["bytes"]):
             print(f"| {method} | {setting} | {r['bytes']} | {r['bits_per_vertex']:.2f} | {r['vol_iou']:.2f} | "

@@ -64,7 +64,7 @@ class Draco(MeshCodec):
     draco_encoder's default is 7)."""
 
     name, label, setting = "draco", "Draco", "quantization_bits"
-    defaults = (6, 7, 8, 9, 10, 11, 12, 14)
+    defaults = (4, 5, 6, 7, 8, 9, 10, 11, 12, 14)
     compression_level = 10
 
     def missing(self):
