@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from inrcompress.codec.compress import QuantConfig
+from inrcompress.codec.entropy import METHODS
 from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.tools.overfit_meta_siren import main as overfit_meta_main
 from inrcompress.tools.quantize_and_test import main as quantize_main
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant, switches in VARIANTS.items():
                 if args.meta and variant != "adaround+qat":
                     continue
-                for code in ("arithmetic", "brotli"):
+                for code in METHODS:
                     assert quantize_main(common + [f"--exp_glob={exp.name}", f"--bitwidth={bits}", f"--code={code}",
                                                    f"--retrain_lr={args.retrain_lr}", *switches]) == 0
                     tag = QuantConfig(bitwidth=bits, adaround=variant != "nearest", retrain=variant == "adaround+qat",

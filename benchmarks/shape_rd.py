@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from inrcompress.codec.entropy import METHODS
 from inrcompress.tools.overfit_inr3d import main as overfit_main
 from inrcompress.tools.quantize_and_test3d import main as quantize_main
 
@@ -39,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--adaround_iterations", type=int, default=200)
     p.add_argument("--retrain_epochs", type=int, default=20)
-    p.add_argument("--code", choices=["brotli", "arithmetic"], default="brotli")
+    p.add_argument("--code", choices=list(METHODS), default="brotli")
     p.add_argument("--mc_resolution", type=int, default=128)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a shared machine)")
     p.add_argument("--device", default="cpu")

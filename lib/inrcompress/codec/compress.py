@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from inrcompress.codec.entropy import METHODS
 from inrcompress.codec.container import InrHeader, InrSizes, encode_inr, read_inr
 from inrcompress.codec.quant import QuantizedTensors, load_quantized, quantize_model
 from inrcompress.codec.representations import representation_of
@@ -36,8 +37,8 @@ class QuantConfig:
     def __post_init__(self):
         if not 2 <= self.bitwidth <= 16:
             raise InrError(f"bitwidth must be in 2..16, got {self.bitwidth}")
-        if self.code not in ("arithmetic", "brotli"):
-            raise InrError(f"code must be arithmetic or brotli, got {self.code!r}")
+        if self.code not in METHODS:
+            raise InrError(f"code must be one of {', '.join(METHODS)}, got {self.code!r}")
 
     @property
     def tag(self) -> str:

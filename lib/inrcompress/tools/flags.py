@@ -13,8 +13,9 @@ from typing import Callable
 
 from absl import flags
 
-from inrcompress.errors import InrError
+from inrcompress.codec.entropy import METHODS
 from inrcompress.fit.meta import LR_TYPES
+from inrcompress.errors import InrError
 
 # Flags of absl itself that FlagValues may carry; never part of an experiment's settings.
 _ABSL_FLAGS = {"help", "helpshort", "helpfull", "helpxml", "flagfile", "undefok"}
@@ -169,7 +170,7 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
                        flag_values=fv)
     flags.DEFINE_integer("adaround_iterations", adaround_iterations, "AdaRound iterations per layer.",
                          lower_bound=1, flag_values=fv)
-    flags.DEFINE_enum("code", code, ["arithmetic", "brotli"], "Lossless coder of the quantized weights.",
+    flags.DEFINE_enum("code", code, list(METHODS), "Lossless coder of the quantized weights.",
                       flag_values=fv)
 
 

@@ -23,9 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from inrcompress.codec.entropy.coders import CODERS
-from inrcompress.codec.entropy.registry import (EntropyModel, ModelNames, entropy_model_registered, model_by_name,
-                                                register_entropy_model, registered_models,
-                                                unregister_entropy_model)
+from inrcompress.codec.entropy.registry import (EntropyModel, ModelNames, entropy_model_registered,
+                                                register_entropy_model, registered_models, unregister_entropy_model)
 from inrcompress.codec.entropy.symbols import MAX_BITWIDTH, Symbols, check_bitwidth
 from inrcompress.codec.entropy.tables import self_information_bits
 from inrcompress.errors import CorruptFileError
@@ -38,8 +37,9 @@ METHODS = tuple(CODERS)
 MODELS: Sequence[str] = ModelNames()  # registered entropy model names, in id order (live)
 
 __all__ = ["METHODS", "MODELS", "MAX_BITWIDTH", "CorruptFileError", "EntropyModel", "Symbols", "register_entropy_model",
-           "unregister_entropy_model", "entropy_model_registered", "encode_symbols", "decode_symbols",
-           "model_sizes", "model_costs", "model_name", "arithmetic_model_name", "empirical_entropy_bits"]
+           "unregister_entropy_model", "entropy_model_registered", "registered_models", "encode_symbols",
+           "decode_symbols", "model_sizes", "model_costs", "model_name", "arithmetic_model_name",
+           "empirical_entropy_bits"]
 
 
 def _coder(method: str):
