@@ -88,7 +88,7 @@ def anchor_check(codec: str, curve: curves.Curve) -> list[dict]:
         return []
     anchor = curves.load_curve(path)
     variants = [("file bytes", curve)]
-    picture = curve.extra.get("results", {}).get("bpp_picture")
+    picture = json.loads(Path(curve.source).read_text())["results"].get("bpp_picture")  # not kept by Curve
     if picture:
         variants.append(("coded picture only", curves.Curve(curve.name + " [picture]", picture, curve.psnr,
                                                             curve.ms_ssim, curve.source)))
