@@ -22,7 +22,8 @@ from inrcompress.experiments.images import (
     fit_images_batched,
     report_fit,
 )
-from inrcompress.experiments.runs import is_finished, train_config_for
+from inrcompress.experiments.runs import train_config_for, unfinished
+from inrcompress.fit import distributed
 from inrcompress.fit.engine import load_checkpoint, resolve_device
 from inrcompress.fit.meta import MAML_INIT_FILE, MAML_OBJ_FILE, is_trained, load_maml_obj
 from inrcompress.signals.image import coordinate_grid, image_to_values, list_images, load_image, to_landscape
@@ -44,8 +45,10 @@ def _file_digest(path: Path) -> str:
 
 def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool = True) -> Path:
     """overfitMetaSiren.py: fit every image of data_root/dataset starting from the meta-learned init;
-    returns the experiment folder."""
-    device = resolve_device(flag_values["device"])
+    returns the experiment folder. Under torchrun each rank fits its share of the unfinished images
+    (fit/distributed.py)."""
+    device = resolve_device(distributed.join(flag_values["device"]))
+    step_hook, show_progress = distributed.with_test_kill(step_hook), show_progress and distributed.is_main()
     init_dir = find_init(flag_values)
     meta = load_maml_obj(init_dir / MAML_OBJ_FILE, device)
     cfg = meta.model.cfg
@@ -70,7 +73,7 @@ def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool =
         raise InrError(f"{exp_dir} was fitted from another meta-learned init (its {MAML_INIT_FILE} differs from "
                        f"{init_dir / MAML_INIT_FILE}; the folder name does not hold maml_dataset): use another "
                        "--exp_root")
-    if not marker.is_file():
+    if not marker.is_file() and distributed.is_main():
         tmp = marker.with_name(f".{marker.name}.tmp")
         shutil.copyfile(init_dir / MAML_INIT_FILE, tmp)
         tmp.replace(marker)
@@ -79,11 +82,9 @@ def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool =
     fit_flags = {k: v for k, v in flag_values.items() if k != "batch_size"}
     print(f"experiment: {exp_dir} ({len(images)} images, init {init_dir.name}, device {device})")
     pending = []  # (signal, adapted model, extra result entries, run_dir)
-    for path in images:
+    to_fit = set(unfinished(exp_dir, [p.stem for p in images]))
+    for path in distributed.share([p for p in images if p.stem in to_fit]):
         run_dir = exp_dir / path.stem
-        if is_finished(run_dir):
-            print(f"{path.stem}: already fitted, skipped")
-            continue
         original = load_image(path, factor)
         if original.shape[2] != cfg.out_features:
             raise InrError(f"{path} has {original.shape[2]} channel(s), the meta-learned init {cfg.out_features}")
@@ -115,6 +116,8 @@ def run_overfit_meta(flag_values: dict, *, step_hook=None, show_progress: bool =
             turned = " (fitted turned)" if extra["rotated"] else ""
             report_fit(signal.name, result, len(members),
                        f"{turned} PSNR {extra['psnr_after_inner_steps']:.2f} dB after the inner steps ->")
-    finish_experiment(exp_dir)
+    distributed.barrier()
+    if distributed.is_main():
+        finish_experiment(exp_dir)
     return exp_dir
 

@@ -8,6 +8,8 @@ then measure the file as it lies on disk, decoded from scratch, into <run>/metri
 --skip_existing a signal whose metrics file exists is skipped. Per experiment, over every signal with
 a metrics file: results_{code}_{cfg}.json in CompressAI's layout, {"name", "description",
 "results": {means over the signals}, "per_<modality>": {signal: {...}}}, null where not finite.
+Under torchrun each rank codes its share of the (experiment, signal) pairs and rank 0 writes the
+results files after the others are done (fit/distributed.py).
 
 A modality supplies a SignalCodec (image_codec.ImageCodec, shape_codec.ShapeCodec): how to load a
 fitted signal, code it, measure a file, and which keys its results hold.
@@ -36,6 +38,7 @@ from inrcompress.experiments.runs import (
     read_run_records,
     usable_device,
 )
+from inrcompress.fit import distributed
 from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR
 from inrcompress.nn import INR
 from inrcompress.signals.image import save_png
@@ -118,41 +121,58 @@ def plain_numbers(record: dict) -> dict:
     return {k: (v.item() if isinstance(v, (np.floating, np.integer, np.bool_)) else v) for k, v in record.items()}
 
 
-def quantize_experiment(exp_dir: Path, codec_type: Callable[..., SignalCodec], qcfg: QuantConfig, flag_values: dict,
-                        *, device: torch.device, progress: bool = True) -> dict:
-    """Compress every fitted signal of one experiment (see the module docstring); prints a line per
-    signal and one for the experiment; returns the experiment's results."""
-    from tqdm.auto import tqdm
+@dataclass
+class CodedExperiment:
+    """One experiment folder of the loop: its FLAGS.yml, its SignalCodec and its fitted run folders."""
 
+    exp_dir: Path
+    train_flags: dict
+    codec: SignalCodec
+    runs: list[Path]
+
+
+def open_experiment(exp_dir: Path, codec_type: Callable[..., SignalCodec], flag_values: dict) -> CodedExperiment:
+    """The experiment's codec and fitted runs; an experiment without a fitted signal is an error."""
     train_flags = load_flags(exp_dir / FLAGS_FILE)
     codec = codec_type(exp_dir, train_flags, flag_values)
     runs = fitted_runs(exp_dir)
     if not runs:
         raise InrError(f"{exp_dir} holds no fitted {codec.modality} (no */{CHECKPOINT_DIR}/{BEST_FILE})")
+    return CodedExperiment(exp_dir, train_flags, codec, runs)
+
+
+def quantize_run(experiment: CodedExperiment, run_dir: Path, qcfg: QuantConfig, flag_values: dict, *,
+                 device: torch.device, progress: bool = True) -> None:
+    """Compress one fitted signal (see the module docstring) and print its line."""
+    exp_dir, codec = experiment.exp_dir, experiment.codec
     tag = f"{qcfg.code}_{qcfg.tag}"
+    metrics_path = run_dir / f"metrics_{tag}.yml"
+    if flag_values["skip_existing"] and metrics_path.is_file():
+        print(f"{exp_dir.name}/{run_dir.name}: {metrics_path.name} exists, skipped")
+        return
+    signal = codec.load(run_dir)
+    signal.model = signal.model.to(device)
+    data, sizes = codec.encode(signal, qcfg, seed=int(flag_values["seed"]),
+                               progress=progress and codec.quantization_progress)
+    inr_path = run_dir / f"compressed_{tag}.inr"
+    atomic_write_bytes(inr_path, data)
+    # The numbers come from the file as it lies on disk, decoded from scratch.
+    measured, picture = codec.measure(inr_path.read_bytes(), signal)
+    if picture is not None:
+        save_png(run_dir / f"compressed_{tag}.png", picture)
     quant_flags = {k: flag_values[k] for k in QUANT_KEYS}
-    for run_dir in tqdm(runs, desc=exp_dir.name[:40], unit=codec.modality, disable=not progress, leave=False):
-        metrics_path = run_dir / f"metrics_{tag}.yml"
-        if flag_values["skip_existing"] and metrics_path.is_file():
-            print(f"{exp_dir.name}/{run_dir.name}: {metrics_path.name} exists, skipped")
-            continue
-        signal = codec.load(run_dir)
-        signal.model = signal.model.to(device)
-        data, sizes = codec.encode(signal, qcfg, seed=int(flag_values["seed"]),
-                                   progress=progress and codec.quantization_progress)
-        inr_path = run_dir / f"compressed_{tag}.inr"
-        atomic_write_bytes(inr_path, data)
-        # The numbers come from the file as it lies on disk, decoded from scratch.
-        measured, picture = codec.measure(inr_path.read_bytes(), signal)
-        if picture is not None:
-            save_png(run_dir / f"compressed_{tag}.png", picture)
-        record = {**measured, **sizes, "file": inr_path.name, **signal.fields,
-                  **{f"train_{k}": v for k, v in train_flags.items()}, **quant_flags}
-        atomic_write_text(metrics_path, yaml.safe_dump(plain_numbers(record), sort_keys=True))
-        print(f"{exp_dir.name}/{run_dir.name}: {fill(codec.signal_report, record)} (decoded from {inr_path.name})")
-    summary = aggregate_codec_results(exp_dir, tag, codec, qcfg)
+    record = {**measured, **sizes, "file": inr_path.name, **signal.fields,
+              **{f"train_{k}": v for k, v in experiment.train_flags.items()}, **quant_flags}
+    atomic_write_text(metrics_path, yaml.safe_dump(plain_numbers(record), sort_keys=True))
+    print(f"{exp_dir.name}/{run_dir.name}: {fill(codec.signal_report, record)} (decoded from {inr_path.name})")
+
+
+def summarize_experiment(experiment: CodedExperiment, qcfg: QuantConfig) -> dict:
+    """Write the experiment's results file over its signals' metrics files, print its line, return it."""
+    codec, tag = experiment.codec, f"{qcfg.code}_{qcfg.tag}"
+    summary = aggregate_codec_results(experiment.exp_dir, tag, codec, qcfg)
     count = len(summary[f"per_{codec.modality}"])
-    print(f"{exp_dir.name}: {count} {codec.modality}s, "
+    print(f"{experiment.exp_dir.name}: {count} {codec.modality}s, "
           + fill(codec.experiment_report, {**summary["results"], "results_file": f"results_{tag}.json"}))
     return summary
 
@@ -172,13 +192,19 @@ def aggregate_codec_results(exp_dir: Path, tag: str, codec: SignalCodec, qcfg: Q
 
 def quantize_experiments(flag_values: dict, codec_type: Callable[..., SignalCodec], progress: bool = True) -> list[dict]:
     """Compress every experiment of codec_type's modality under --exp_root matching --exp_glob, on
-    --device, AdaRound seeded with --seed; returns their results."""
+    --device, AdaRound seeded with --seed; returns their results (on rank 0; [] on the other ranks
+    of a torchrun group, which write no results file)."""
     from tqdm.auto import tqdm
 
     qcfg = QuantConfig.from_flags(flag_values)
-    device = usable_device(flag_values["device"])
+    device = usable_device(distributed.join(flag_values["device"]))
+    progress = progress and distributed.is_main()
     folders = experiment_folders(Path(flag_values["exp_root"]), flag_values["exp_glob"], modality=codec_type.modality)
-    summaries = []
-    for exp_dir in tqdm(folders, desc="experiments", unit="exp", disable=not progress):
-        summaries.append(quantize_experiment(exp_dir, codec_type, qcfg, flag_values, device=device, progress=progress))
-    return summaries
+    experiments = [open_experiment(exp_dir, codec_type, flag_values) for exp_dir in folders]
+    work = distributed.share([(e, run_dir) for e in experiments for run_dir in e.runs])
+    for experiment, run_dir in tqdm(work, desc="signals", unit="signal", disable=not progress):
+        quantize_run(experiment, run_dir, qcfg, flag_values, device=device, progress=progress)
+    distributed.barrier()
+    if not distributed.is_main():
+        return []
+    return [summarize_experiment(e, qcfg) for e in experiments]

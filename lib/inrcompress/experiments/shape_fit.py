@@ -28,6 +28,7 @@ from inrcompress.experiments.runs import (
     usable_device,
     write_run_result,
 )
+from inrcompress.fit import distributed
 from inrcompress.fit.train import fit
 from inrcompress.nn import INR, count_parameters
 from inrcompress.signals.shape import ShapeSamples, cached_samples, list_shapes, load_mesh, save_mesh
@@ -93,8 +94,10 @@ def aggregate_shape_results(exp_dir: Path) -> dict:
 
 
 def run_overfit3d(flag_values: dict, *, step_hook=None, show_progress: bool = True) -> Path:
-    """overfitINR3D.py: fit every shape of data_root/dataset; returns the experiment folder."""
-    device = usable_device(flag_values["device"])
+    """overfitINR3D.py: fit every shape of data_root/dataset; returns the experiment folder. Under
+    torchrun each rank fits its share of the unfinished shapes (fit/distributed.py)."""
+    device = usable_device(distributed.join(flag_values["device"]))
+    step_hook, show_progress = distributed.with_test_kill(step_hook), show_progress and distributed.is_main()
     shapes = list_shapes(flag_values["data_root"], flag_values["dataset"])
     for _, path in shapes:  # read every mesh before any work starts, so a bad file stops the run at once
         load_mesh(path)
@@ -102,7 +105,7 @@ def run_overfit3d(flag_values: dict, *, step_hook=None, show_progress: bool = Tr
                                len(shapes), "shapes", device)
     model_cfg = shape_model_config(flag_values)
     train_cfg = train_config_for(flag_values, flag_values["batch_size"])
-    pending = set(unfinished(exp_dir, [name for name, _ in shapes]))
+    pending = set(distributed.share(unfinished(exp_dir, [name for name, _ in shapes])))
     for name, path in shapes:
         if name not in pending:
             continue
@@ -118,6 +121,9 @@ def run_overfit3d(flag_values: dict, *, step_hook=None, show_progress: bool = Tr
         note = "  DIVERGED (best state kept)" if result["diverged"] else ""
         print(f"{name}: IoU {result['vol_iou']:.2f} %, Chamfer {result['chamfer']:.3g}, MSE {result['mse']:.3g}, "
               f"{result['epochs_run']} epochs, {1000 * (result['seconds_per_step'] or 0):.1f} ms/step{note}")
+    distributed.barrier()
+    if not distributed.is_main():
+        return exp_dir
     summary = aggregate_shape_results(exp_dir)
     if summary["avg_vol_iou"] is None:
         raise InrError(f"no shape of {exp_dir} has a result")

@@ -30,6 +30,13 @@ is constant) and shared, unbatched, by all images. A meta-batch runs as one torc
 computation or as a Python loop with one backward per image (`vectorize`); DEFAULT_VECTORIZE is the
 faster of the two on a 2-core CPU (benchmarks/meta_rd.py --speed, numbers in benchmarks/RESULTS.md, section 6).
 
+Data-parallel under torchrun (fit/distributed.py): every rank holds the whole meta-learner and
+steps it alike; each takes its share of every meta-batch (images rank, rank + N, ... of it), and the
+meta-gradients of the shares, each weighted by its share's size, are summed over the ranks
+(all-reduce): the gradient of the mean outer loss over the whole meta-batch, as in one process. The
+validation images are shared out the same way and their losses gathered. Rank 0 writes the files;
+the other ranks resume from its resume point and write theirs into a scratch folder only.
+
 Orientation: every image a meta-learned model sees is landscape (data.to_landscape), at meta-training
 (DIV2K, CelebA, plain folders) and at fitting and quantization (overfitMetaSiren, quantize_and_test).
 
@@ -46,6 +53,8 @@ import copy
 import dataclasses
 import json
 import math
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,6 +66,7 @@ from torch.func import grad_and_value, vmap
 from inrcompress.config import ModelConfig, TrainConfig, atomic_write_text, maml_init_folder, model_config_from_flags, save_flags
 from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import psnr_from_mse
+from inrcompress.fit import distributed
 from inrcompress.fit.engine import (
     UNIT_MSE_PER_VALUES_MSE,
     Monitor,
@@ -292,7 +302,8 @@ def is_trained(folder: Path) -> bool:
 class MetaStep:
     """The engine's step for meta-training: one second-order meta-batch, Adam over theta_0 and the
     learned rates. The engine's epoch e is outer step e: meta-epoch e // steps_per_meta_epoch, whose
-    order of the training images is drawn from the seed."""
+    order of the training images is drawn from the seed. In a torchrun group the rank computes its
+    share of the meta-batch and the ranks sum their weighted meta-gradients (module docstring)."""
 
     n_signals = 1
     steps_per_epoch = 1
@@ -311,15 +322,42 @@ class MetaStep:
     def compute(self, epoch: int, index: int) -> StepValues:
         meta_epoch, b = divmod(epoch, self.steps_per_meta_epoch)
         order = torch.randperm(len(self.train_set), generator=self._shuffle.manual_seed(self.seed * 100003 + meta_epoch))
-        targets = self.train_set.targets(order[b * self.batch:(b + 1) * self.batch], self.device)
+        chosen = order[b * self.batch:(b + 1) * self.batch]
+        ranks = distributed.ranks()
         self.optimizer.zero_grad(set_to_none=True)
-        outer, inner = self.meta.meta_backward(self.features, targets, first_order=False, vectorize=self.vectorize)
-        loss = outer.mean().reshape(1)
+        if ranks.world_size == 1:
+            targets = self.train_set.targets(chosen, self.device)
+            outer, inner = self.meta.meta_backward(self.features, targets, first_order=False, vectorize=self.vectorize)
+            loss, init_loss = outer.mean().reshape(1), inner[:, 0].mean()
+        else:
+            loss, init_loss = self._share_of_meta_batch(chosen[ranks.rank::ranks.world_size], len(chosen))
         scalars = {"train_psnr_adapted": [psnr_from_mse(float(loss) * UNIT_MSE_PER_VALUES_MSE)],
-                   "train_psnr_init": [psnr_from_mse(float(inner[:, 0].mean()) * UNIT_MSE_PER_VALUES_MSE)]}
+                   "train_psnr_init": [psnr_from_mse(float(init_loss) * UNIT_MSE_PER_VALUES_MSE)]}
         if self.meta.lr_type != "static":  # the rates this step adapted with
             scalars["inner_lr_mean"] = [self.meta.lr_summary()["mean"]]
         return StepValues(total=loss, data=loss, scalars=scalars)
+
+    def _share_of_meta_batch(self, mine: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backward over this rank's images `mine` of a meta-batch of `total`; then .grad of every
+        rank holds the gradient of the mean over the meta-batch. Returns the mean outer loss (1,) and
+        the mean loss at the init over the meta-batch."""
+        parameters = list(self.meta.parameters())
+        outer_sum = init_sum = torch.zeros((), device=self.device)
+        if len(mine):
+            targets = self.train_set.targets(mine, self.device)
+            outer, inner = self.meta.meta_backward(self.features, targets, first_order=False, vectorize=self.vectorize)
+            outer_sum, init_sum = outer.sum(), inner[:, 0].sum()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+        # meta_backward's gradient is of the mean over `mine`: weighted by len(mine) / total, the sum
+        # over the ranks is the gradient of the mean over the meta-batch.
+        buffer = torch.cat([torch.cat([g.reshape(-1) for g in grads]) * (len(mine) / total),
+                            torch.stack([outer_sum, init_sum]).to(grads[0].dtype) / total])
+        distributed.all_reduce_sum(buffer)
+        offset = 0
+        for p in parameters:
+            p.grad = buffer[offset:offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+        return buffer[offset:offset + 1], buffer[offset + 1]
 
     def update(self, lrs: list[float], active: list[bool]) -> None:
         if active[0]:
@@ -386,10 +424,29 @@ class MetaRunFiles(RunFiles):
               f"{self.run_dir / MAML_INIT_FILE}")
 
 
+class FollowerRunFiles(MetaRunFiles):
+    """The files of a rank other than 0 in data-parallel meta-training: it resumes from rank 0's
+    resume point, copied into the private `scratch` folder where its own resume points and
+    summaries then go, and writes nothing else."""
+
+    def __init__(self, folder: Path, scratch: Path, total_steps: int):
+        super().__init__(scratch, total_steps, {}, show_progress=True)
+        if (folder / RESUME_FILE).is_file():
+            shutil.copyfile(folder / RESUME_FILE, self.resume_path)
+
+    def write_snapshot(self, epoch: int, model: MetaSGD, values: StepValues | None) -> None:
+        pass
+
+    def finish(self, model: MetaSGD, record: SignalRecord) -> None:
+        pass
+
+
 def train_meta(flag_values: dict, *, show_progress: bool = True, step_hook=None) -> Path:
     """trainMetaSiren.py: meta-learn an initialization; returns its folder. Resumable; a finished
-    folder (model_maml.pth and maml_obj.pth present) is left as it is."""
-    device = resolve_device(flag_values["device"])
+    folder (model_maml.pth and maml_obj.pth present) is left as it is. Data-parallel under torchrun
+    (module docstring)."""
+    device = resolve_device(distributed.join(flag_values["device"]))
+    step_hook, show_progress = distributed.with_test_kill(step_hook), show_progress and distributed.is_main()
     vectorize = bool(flag_values.get("maml_vmap", DEFAULT_VECTORIZE))
     folder = maml_init_folder(flag_values)
     if is_trained(folder):
@@ -401,7 +458,8 @@ def train_meta(flag_values: dict, *, show_progress: bool = True, step_hook=None)
     for split in (train_set, val_set):  # read the first images now: a bad file stops the run at once
         split.image(0)
     folder.mkdir(parents=True, exist_ok=True)
-    save_flags(folder / "FLAGS.yml", flag_values)
+    if distributed.is_main():
+        save_flags(folder / "FLAGS.yml", flag_values)
 
     torch.manual_seed(int(flag_values["seed"]))
     model_cfg = model_config_from_flags(flag_values, in_features=2, out_features=channels)
@@ -416,23 +474,28 @@ def train_meta(flag_values: dict, *, show_progress: bool = True, step_hook=None)
     summary_every = int(flag_values["steps_til_summary"])
     cfg = TrainConfig(epochs=total_steps, lr=float(flag_values["outer_lr"]), patience=OUTER_PATIENCE,
                       epochs_til_ckpt=summary_every, steps_til_summary=summary_every, early_stop_epochs=total_steps)
+    scratch = None if distributed.is_main() else Path(tempfile.mkdtemp(prefix=f".rank{distributed.ranks().rank}.",
+                                                                         dir=folder))
     files = MetaRunFiles(folder, total_steps, {
         "train_images": len(train_set), "val_images": len(val_set), "image_size": [height, width],
-        "meta_batches": "vmap" if vectorize else "loop"}, show_progress)
+        "meta_batches": "vmap" if vectorize else "loop"}, show_progress) if scratch is None else FollowerRunFiles(
+        folder, scratch, total_steps)
     if files.resume_path.is_file():
         print(f"resuming meta-training from {files.resume_path}")
     val_targets = val_set.targets(range(len(val_set)), device) if len(val_set) * height * width * channels <= (
         1 << 26) else None
 
     def validate(at: int) -> tuple[float, dict[str, float]]:
-        outers, inners = [], []
-        for s in range(0, len(val_set), batch):
-            targets = val_targets[s:s + batch] if val_targets is not None else val_set.targets(
-                range(s, min(s + batch, len(val_set))), device)
-            o, i = meta.evaluate(features, targets, batch, vectorize=vectorize)
-            outers.append(o)
-            inners.append(i)
-        outer, inner = torch.cat(outers).cpu(), torch.cat(inners).cpu()
+        ranks = distributed.ranks()  # each rank adapts to its share of the images; the sums gather them
+        share = range(ranks.rank, len(val_set), ranks.world_size)
+        outer = torch.zeros(len(val_set), dtype=features.dtype, device=device)
+        inner = torch.zeros(len(val_set), meta.adaptation_steps, dtype=features.dtype, device=device)
+        for s in range(0, len(share), batch):
+            chunk = share[s:s + batch]
+            rows = slice(chunk.start, chunk.stop, chunk.step)
+            targets = val_targets[rows] if val_targets is not None else val_set.targets(chunk, device)
+            outer[rows], inner[rows] = meta.evaluate(features, targets, batch, vectorize=vectorize)
+        outer, inner = distributed.all_reduce_sum(outer).cpu(), distributed.all_reduce_sum(inner).cpu()
         record = {"step": at, "val_loss": float(outer.sum()),
                   "val_psnr_init": float(np.mean([psnr_from_mse(float(v) * UNIT_MSE_PER_VALUES_MSE) for v in inner[:, 0]])),
                   "val_psnr_adapted": float(np.mean([psnr_from_mse(float(v) * UNIT_MSE_PER_VALUES_MSE) for v in outer]))}
@@ -451,7 +514,12 @@ def train_meta(flag_values: dict, *, show_progress: bool = True, step_hook=None)
     print(f"meta-training {folder} ({len(train_set)} training, {len(val_set)} validation images of "
           f"{height}x{width}, {total_steps} outer steps, device {device}, "
           f"{'vmap' if vectorize else 'loop'} meta-batches)")
-    run_fit(step, cfg, [files], names=["meta-training"], progress_desc=f"MAML {flag_values['maml_dataset']}",
-            progress_unit="step", step_hook=after_step, show_progress=show_progress,
-            monitor=Monitor(validate, int(flag_values.get("maml_val_every", 500))), lr_scalar="outer_lr")
+    try:
+        run_fit(step, cfg, [files], names=["meta-training"], progress_desc=f"MAML {flag_values['maml_dataset']}",
+                progress_unit="step", step_hook=after_step, show_progress=show_progress,
+                monitor=Monitor(validate, int(flag_values.get("maml_val_every", 500))), lr_scalar="outer_lr")
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    distributed.barrier()  # the files are complete before any rank returns
     return folder
