@@ -198,3 +198,46 @@ def test_two_rank_meta_training_equals_one_process(tmp_path):
     # rank 0 wrote the files; the other rank's scratch folder is gone
     assert sorted(p.name for p in ranks.iterdir()) == sorted(p.name for p in single.iterdir())
     assert yaml.safe_load((ranks / "FLAGS.yml").read_text())["maml_batch_size"] == 4
+
+
+SLURM = REPO / "examples" / "slurm"
+
+
+def test_slurm_scripts_parse():
+    for script in sorted(SLURM.iterdir()):
+        assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, script
+
+
+@pytest.mark.parametrize("sweep, meta_ranks", [("basic", None), ("maml", (1, 1))])
+def test_slurm_dry_run_prints_srun_torchrun_per_distributed_tool(tmp_path, sweep, meta_ranks):
+    """DRY_RUN=1 of an sbatch script in a (pretend) 2-node job with 8 GPUs per node: every fit and
+    quantization is srun over the nodes + a torchrun that torch's own parser accepts; evaluate.py
+    runs once; the MAML sweep meta-trains on one rank."""
+    from torch.distributed.run import get_args_parser
+
+    data = tmp_path / "data"
+    for folder in ("KODAK", "DIV2K/DIV2K_train_HR", "DIV2K/DIV2K_valid_HR"):
+        (data / folder).mkdir(parents=True)
+    env = {**os.environ, "DRY_RUN": "1", "DATA_ROOT": str(data), "EXP_ROOT": str(tmp_path / "exp"),
+           "SLURM_JOB_NUM_NODES": "2", "GPUS_PER_NODE": "8", "SLURM_JOB_ID": "42"}
+    out = subprocess.run(["bash", str(SLURM / f"fig4_{sweep}.sbatch")], env=env, capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if not line.startswith("done:")]
+    fits = {"basic": "overfitINR.py", "maml": "overfitMetaSiren.py"}[sweep]
+    seen = {}
+    for line in lines:
+        words = line.split()
+        tool = next((Path(w).name for w in words if w.endswith(".py")), None)
+        if tool == "evaluate.py":
+            assert words[0] != "srun"
+            continue
+        assert words[:2] == ["srun", "--nodes"], line
+        torchrun_args = get_args_parser().parse_args(words[words.index("torch.distributed.run") + 1:])
+        assert Path(torchrun_args.training_script).name == tool and torchrun_args.max_restarts == 1
+        assert torchrun_args.rdzv_backend == "c10d" and torchrun_args.rdzv_id.startswith("42-")
+        seen.setdefault(tool, set()).add((torchrun_args.nnodes, torchrun_args.nproc_per_node))
+    assert seen[fits] == seen["quantize_and_test.py"] == {("2", "8")}
+    assert sum(Path(w).name == fits for line in lines for w in line.split()) == 5  # one run per width
+    if meta_ranks:
+        assert seen["trainMetaSiren.py"] == {tuple(str(n) for n in meta_ranks)}
