@@ -1,12 +1,15 @@
 """Long-running fuzzer for the .inr reader (the CI tests run a few thousand cases; this runs many).
 
-Valid small format-v2 files are built for every arithmetic model and for brotli, and the golden
-format-v1 files (tests/golden/v1) are read, then all are mutated at random
+Valid small format-v2 files are built for every arithmetic model and for brotli, the golden
+format-v1 files (tests/golden/v1) are read, and two crafted decompression bombs are made from a
+golden v2 file (its size fields set to 4096 x 65535 and 256 x 65535, CRC recomputed: valid files
+that a decoder must refuse by its DecodeLimits), then all are mutated at random
 (bit flips, byte replacements, truncation, insertion, appended bytes). In "plain" mode the
 mutated bytes go to read_inr as they are, and any change must be reported as a CorruptFileError
 (CRC-32 guards the file). In "fixed-crc" mode the checksum is recomputed after mutating, so the
-mutation reaches the header and payload checks; read_inr must then raise CorruptFileError or
-return well-formed symbols. Anything else (another exception, a wrong result) is a failure,
+mutation reaches the header and payload checks; read_inr (with the default DecodeLimits) must then
+raise CorruptFileError, refuse the file by its limits (DecodeLimitError), or return well-formed
+symbols. Anything else (another exception, a wrong result) is a failure,
 printed with the mutant in hex and optionally saved.
 
     python benchmarks/fuzz_decoder.py --iterations 200000 --mode both --save-failures /tmp/fuzz
@@ -32,7 +35,17 @@ from inrcompress.config import ModelConfig
 from inrcompress.errors import CorruptFileError
 
 
-GOLDEN_V1 = Path(__file__).resolve().parent.parent / "tests" / "golden" / "v1"
+GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
+GOLDEN_V1 = GOLDEN / "v1"
+# The crafted files of issue 13: a 657-byte image file asking for (height, width) pixels.
+BOMB_SIZES = ((4096, 65535), (256, 65535))
+
+
+def with_image_size(data: bytes, height: int, width: int) -> bytes:
+    """A format-v2 image file with other size fields (they follow magic, version and modality) and
+    its CRC recomputed: still valid, so only the decoder's limits stand between it and the work."""
+    at = len(bs.MAGIC) + 2
+    return with_crc(data[:at] + struct.pack("<HH", height, width) + data[at + 4:-4])
 
 
 def build_corpus() -> list[tuple[str, bytes]]:
@@ -64,6 +77,9 @@ def build_corpus() -> list[tuple[str, bytes]]:
     corpus.append(("v2 arithmetic/16-bit shape residual", bs.write_inr(h, symbols(h))))
     for path in sorted(GOLDEN_V1.glob("*.inr")):
         corpus.append((f"v1 {path.stem}", path.read_bytes()))
+    small = (GOLDEN / "v2" / "image_landscape_arith.inr").read_bytes()
+    for height, width in BOMB_SIZES:
+        corpus.append((f"v2 crafted {height}x{width}", with_image_size(small, height, width)))
     return corpus
 
 
@@ -94,6 +110,13 @@ def check(mutant: bytes, original: bytes, fixed_crc: bool) -> tuple[str, str]:
     outcome is "decoded" or the error message with its numbers removed. Raises nothing."""
     try:
         header, symbols = bs.read_inr(mutant)
+    except bs.DecodeLimitError as exc:
+        message = str(exc)
+        if "\n" in message:
+            return f"multi-line error message: {message!r}", "limit"
+        if not fixed_crc and mutant != original:
+            return "a changed file passed the checksum (refused only by the limits)", "limit"
+        return "", "refused by the limits: " + "".join(c for c in message if not c.isdigit())[:40]
     except CorruptFileError as exc:
         message = str(exc)
         outcome = "".join(c for c in message if not c.isdigit())[:60]

@@ -165,7 +165,7 @@ def test_overfit_tool_batches_images_of_one_size(tiny_dataset, tmp_path, capsys)
             "--hidden_dims=16", "--hidden_layers=2", "--device=cpu", "--batch_images=8"]
     assert overfit_main(args) == 0
     out = capsys.readouterr().out
-    assert out.count("(2 at once)") == 2  # astronaut and coffee (32x48) together, chelsea (30x40) alone
+    assert out.count(", 2 images at once (") == 2  # astronaut and coffee (32x48) together, chelsea (30x40) alone
     exp = next((tmp_path / "exp").iterdir())
     summary = json.loads((exp / "result.json").read_text())
     assert summary["num_images"] == 3

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from inrcompress.codec.entropy import METHODS
-from inrcompress.codec.container import InrHeader, InrSizes, encode_inr, read_inr
+from inrcompress.codec.container import DecodeLimits, InrHeader, InrSizes, encode_inr, read_inr
 from inrcompress.codec.quant import QuantizedTensors, load_quantized, quantize_model
 from inrcompress.codec.representations import representation_of
-from inrcompress.codec.representations.base import Representation
+from inrcompress.codec.representations.base import RENDER_CHUNK_ROWS, Representation
 from inrcompress.errors import CorruptFileError, InrError
+from inrcompress.signals.grid import coordinate_chunks
 from inrcompress.signals.image import coordinate_grid, from_landscape, values_to_uint8
 
 
@@ -94,11 +95,12 @@ def compress_network(model: torch.nn.Module, coords: torch.Tensor, values: torch
     return encode_inr(header, quantized.symbols)
 
 
-def decode_network(data: bytes, reference: dict[str, torch.Tensor] | None = None
-                   ) -> tuple[InrHeader, torch.nn.Module]:
+def decode_network(data: bytes, reference: dict[str, torch.Tensor] | None = None,
+                   limits: DecodeLimits | None = DecodeLimits()) -> tuple[InrHeader, torch.nn.Module]:
     """Rebuild the network a .inr file (any format version) describes, on the CPU. A residual file
-    needs the init it was coded against; a different init is refused."""
-    header, symbols = read_inr(data)
+    needs the init it was coded against; a different init is refused. A file beyond `limits` is
+    refused right after its header is read (container.read_inr; None: the format's bounds only)."""
+    header, symbols = read_inr(data, limits)
     representation = header.representation
     if header.init_hash:
         if reference is None:
@@ -124,10 +126,23 @@ def render(model: torch.nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
     return representation_of(model).render(model, coordinate_grid(shape))
 
 
-def decode_image(data: bytes, reference: dict[str, torch.Tensor] | None = None) -> tuple[InrHeader, np.ndarray]:
-    """Decode an image .inr file to uint8 (H, W, C), in the orientation of the original image."""
-    header, model = decode_network(data, reference)
+def render_image(model: torch.nn.Module, height: int, width: int) -> np.ndarray:
+    """uint8 (H, W, C): the network on the pixel grid, RENDER_CHUNK_ROWS pixels at a time straight into
+    the picture, so that memory is the picture plus one chunk whatever the size (the pixels are those
+    of rendering the whole grid at once: the same coordinates in the same chunks)."""
+    representation = representation_of(model)
+    picture = np.empty((height * width, representation.out_features), dtype=np.uint8)
+    for start, coords in coordinate_chunks((height, width), RENDER_CHUNK_ROWS):
+        values = representation.render(model, coords)
+        picture[start:start + len(coords)] = values_to_uint8(values, len(coords), 1)[:, 0]
+    return picture.reshape(height, width, -1)
+
+
+def decode_image(data: bytes, reference: dict[str, torch.Tensor] | None = None,
+                 limits: DecodeLimits | None = DecodeLimits()) -> tuple[InrHeader, np.ndarray]:
+    """Decode an image .inr file to uint8 (H, W, C), in the orientation of the original image; a
+    file beyond `limits` (default: DecodeLimits()) is refused before anything is decoded."""
+    header, model = decode_network(data, reference, limits)
     if header.modality != "image":
         raise InrError(f"this .inr file holds a {header.modality}, not an image")
-    picture = values_to_uint8(render(model, (header.height, header.width)), header.height, header.width)
-    return header, from_landscape(picture, header.rotated)
+    return header, from_landscape(render_image(model, header.height, header.width), header.rotated)

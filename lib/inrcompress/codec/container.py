@@ -24,7 +24,9 @@ fields), the optional 32-byte init hash, the step sizes, the coded symbols and t
 The decoder rebuilds the tensors' shapes from the architecture alone, so shapes and symbol counts
 are never stored. Every field is checked against fixed bounds, and the parameter count against
 MAX_PARAMETERS, before anything sized by them is allocated; every problem with the bytes is a
-CorruptFileError with a one-line message.
+CorruptFileError with a one-line message. The format's limits still let a 4 KB file ask for 2^28
+pixels of a 50-million-parameter network; DecodeLimits, checked right after the header is parsed
+(before the symbols are decoded), bounds what a decoder does for one file to what its user allows.
 """
 
 from __future__ import annotations
@@ -62,6 +64,14 @@ HASH_BYTES = 32
 # No valid file is bigger: 50M 16-bit symbols stored raw, plus the header and step sizes.
 MAX_FILE_BYTES = 2 * MAX_PARAMETERS + (1 << 20)
 
+# A decoder's default limits (decode.py --max_pixels / --max_parameters raise them). 16 megapixels
+# holds every image of the paper's datasets (Kodak 0.4 MP, DIV2K up to 2.8 MP), a 12 MP phone photo
+# and 4K UHD (8.3 MP); a million parameters is 13x the paper's largest network (128 wide, 74k). The
+# work of one decode is about pixels x parameters multiply-adds, the memory the picture (3 bytes a
+# pixel) plus one render chunk.
+DEFAULT_MAX_PIXELS = 16_000_000
+DEFAULT_MAX_PARAMETERS = 1_000_000
+
 COMMON_FIELDS: tuple[Field, ...] = (
     Field("modality", "B", MODALITIES),
     Field("height", "H"),          # pixels after the rotation policy; 0 for shapes
@@ -84,6 +94,31 @@ _COMMON = fields_struct(COMMON_FIELDS)
 _PREFIX = len(MAGIC) + 1
 _CRC_BYTES = 4
 MIN_FILE_BYTES = _PREFIX + _COMMON.size + _CRC_BYTES
+
+
+class DecodeLimitError(InrError):
+    """A well-formed .inr file that asks for more than the decoder's DecodeLimits allow."""
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """The most a decoder does for one file: pixels of an image (the picture it allocates and
+    renders) and parameters of the network (the symbols it decodes, the work per pixel)."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_parameters: int = DEFAULT_MAX_PARAMETERS
+
+    def check(self, header: InrHeader) -> None:
+        """Raise DecodeLimitError (one line, naming the flag that raises the limit) if `header` asks
+        for more; uses only what the header declares, so nothing has been allocated yet."""
+        pixels = header.height * header.width
+        if header.modality == "image" and pixels > self.max_pixels:
+            raise DecodeLimitError(f"the image is {header.width}x{header.height} = {pixels:,} pixels, more than this "
+                                   f"decoder's limit of {self.max_pixels:,} (--max_pixels raises it)")
+        parameters = sum(tensor_lengths(header))
+        if parameters > self.max_parameters:
+            raise DecodeLimitError(f"the network has {parameters:,} parameters, more than this decoder's limit of "
+                                   f"{self.max_parameters:,} (--max_parameters raises it)")
 
 
 @dataclass(frozen=True)
@@ -434,11 +469,15 @@ def _parse_container(data: bytes) -> tuple[InrHeader, int]:
     return _PARSERS[version](data)
 
 
-def read_inr(data: bytes) -> tuple[InrHeader, list[np.ndarray]]:
+def read_inr(data: bytes, limits: DecodeLimits | None = DecodeLimits()) -> tuple[InrHeader, list[np.ndarray]]:
     """Parse and decode a .inr file of any version: the header and one flat int64 symbol array per
-    declared tensor. Anything wrong with the bytes raises CorruptFileError."""
+    declared tensor. Anything wrong with the bytes raises CorruptFileError; a file beyond `limits`
+    raises DecodeLimitError before its symbols are decoded (None: only the format's own bounds, for
+    a file this process wrote)."""
     data = bytes(data)
     header, pos = _parse_container(data)
+    if limits is not None:
+        limits.check(header)
     symbols = coding.decode_symbols(data[pos:-_CRC_BYTES], tensor_lengths(header), header.bitwidth, header.coder)
     return header, symbols
 

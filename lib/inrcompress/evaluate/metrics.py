@@ -3,7 +3,9 @@
 PSNR is computed directly in numpy (10 log10(1 / MSE)); SSIM is scikit-image's (Gaussian-free,
 7x7 window, data_range 1, as the paper's code); MS-SSIM is pytorch-msssim's. MS-SSIM's five scales
 need a short side above 160 px; smaller images use as many scales as fit (weights renormalised) and
-the number used is reported as ms_ssim_scales.
+the number used is reported as ms_ssim_scales. An image too small for a metric (SSIM: a side under
+7 px; MS-SSIM: a side of 10 px or less) gets None for it, written as null in JSON and shown as n/a,
+and image_metrics says why under "note" (never NaN, which would poison every mean it enters).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_WINDOW = 11
+SSIM_WINDOW = 7  # scikit-image's default win_size, the paper's
 
 
 def mse(pred: np.ndarray, target: np.ndarray) -> float:
@@ -30,11 +33,12 @@ def psnr(pred: np.ndarray, target: np.ndarray) -> float:
     return psnr_from_mse(mse(pred, target))
 
 
-def ssim(pred: np.ndarray, target: np.ndarray) -> float:
+def ssim(pred: np.ndarray, target: np.ndarray) -> float | None:
+    """SSIM in [-1, 1]; None for an image with a side under SSIM_WINDOW pixels."""
     from skimage.metrics import structural_similarity
 
-    if min(pred.shape[:2]) < 7:
-        return float("nan")
+    if min(pred.shape[:2]) < SSIM_WINDOW:
+        return None
     return float(structural_similarity(pred.astype(np.float64), target.astype(np.float64),
                                        channel_axis=2, data_range=1.0))
 
@@ -49,14 +53,14 @@ def ms_ssim_scales(height: int, width: int) -> int:
     return scales
 
 
-def ms_ssim(pred: np.ndarray, target: np.ndarray) -> tuple[float, int]:
-    """(MS-SSIM, number of scales used); NaN when the image is too small for even one scale."""
+def ms_ssim(pred: np.ndarray, target: np.ndarray) -> tuple[float | None, int]:
+    """(MS-SSIM, number of scales used); (None, 0) when the image is too small for even one scale."""
     from pytorch_msssim import ms_ssim as _ms_ssim
     from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 
     scales = ms_ssim_scales(*pred.shape[:2])
     if scales == 0:
-        return float("nan"), 0
+        return None, 0
     # float32: 7x faster than float64 on a Kodak image, and far more precise than the 4 digits reported.
     a = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32)).permute(2, 0, 1)[None]
     b = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).permute(2, 0, 1)[None]
@@ -81,9 +85,22 @@ def ms_ssim(pred: np.ndarray, target: np.ndarray) -> tuple[float, int]:
     return float(value), scales
 
 
-def image_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """mse, psnr, ssim, ms_ssim and ms_ssim_scales of pred against target, both in [0, 1]."""
+def too_small_note(height: int, width: int) -> str | None:
+    """Why SSIM or MS-SSIM is None for an image of this size (None when both are defined)."""
+    missing = [name for name, defined in (("SSIM", min(height, width) >= SSIM_WINDOW),
+                                          ("MS-SSIM", ms_ssim_scales(height, width) > 0)) if not defined]
+    if not missing:
+        return None
+    return (f"{' and '.join(missing)} not defined for a {width}x{height} image (SSIM needs a side of at least "
+            f"{SSIM_WINDOW} px, MS-SSIM more than {MS_SSIM_WINDOW - 1} px): null")
+
+
+def image_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float | int | str | None]:
+    """mse, psnr, ssim, ms_ssim and ms_ssim_scales of pred against target, both in [0, 1]; a metric
+    the image is too small for is None, and "note" (only then) says so."""
     m = mse(pred, target)
     msssim, scales = ms_ssim(pred, target)
-    return {"mse": m, "psnr": psnr_from_mse(m), "ssim": ssim(pred, target), "ms_ssim": msssim,
-            "ms_ssim_scales": scales}
+    result = {"mse": m, "psnr": psnr_from_mse(m), "ssim": ssim(pred, target), "ms_ssim": msssim,
+              "ms_ssim_scales": scales}
+    note = too_small_note(*pred.shape[:2])
+    return {**result, "note": note} if note else result

@@ -32,7 +32,7 @@ from inrcompress.signals.image import IMAGE_SUFFIXES, coordinate_grid, image_to_
 def measure_decoded(data: bytes, original: np.ndarray, reference=None) -> dict:
     """Decode .inr bytes and measure them against the original uint8 image: bpp and quality."""
     started = time.perf_counter()
-    _, decoded = decode_image(data, reference)
+    _, decoded = decode_image(data, reference, limits=None)  # a file this process just wrote
     decode_seconds = time.perf_counter() - started
     if decoded.shape != original.shape:
         raise InrError(f"decoded image is {decoded.shape}, the original {original.shape}")
@@ -112,22 +112,25 @@ def run_quantize_and_test(flag_values: dict, progress: bool = True) -> list[dict
 
 
 def jpeg_at_size(image: np.ndarray, max_bytes: int) -> dict:
-    """The best JPEG (Pillow, 4:2:0, quality 1..95) that is not larger than max_bytes; the smallest if
-    none fits. For a like-for-like comparison printed beside our result."""
+    """The largest JPEG (Pillow, 4:2:0, quality 1..95) not larger than max_bytes, for a like-for-like
+    comparison printed beside our result: {"fits": True, quality, bytes, bpp, psnr}. When even
+    the smallest is larger: {"fits": False} with the smallest one's numbers."""
     from PIL import Image
 
     from inrcompress.evaluate.metrics import psnr
 
     picture = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
-    best = None
-    for quality in range(1, 96):
+    encoded = {}
+    for quality in range(1, 96):  # JPEG size is not monotone in quality everywhere: try them all
         buffer = io.BytesIO()
         picture.save(buffer, format="JPEG", quality=quality)
-        size = buffer.tell()
-        if best is not None and size > max_bytes:
-            break
-        decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert(picture.mode))
-        decoded = decoded.reshape(image.shape)
-        best = {"quality": quality, "bytes": size, "bpp": 8 * size / (image.shape[0] * image.shape[1]),
-                "psnr": psnr(decoded / 255.0, image / 255.0)}
-    return best
+        encoded[quality] = buffer.getvalue()
+    fitting = [q for q, data in encoded.items() if len(data) <= max_bytes]
+    if fitting:
+        quality = max(fitting, key=lambda q: (len(encoded[q]), q))
+    else:
+        quality = min(encoded, key=lambda q: (len(encoded[q]), -q))
+    data = encoded[quality]
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert(picture.mode)).reshape(image.shape)
+    return {"fits": bool(fitting), "quality": quality, "bytes": len(data),
+            "bpp": 8 * len(data) / (image.shape[0] * image.shape[1]), "psnr": psnr(decoded / 255.0, image / 255.0)}

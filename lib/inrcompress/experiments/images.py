@@ -28,6 +28,7 @@ from inrcompress.signals.image import (
 )
 from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import image_metrics
+from inrcompress.experiments.quantize import fill
 from inrcompress.experiments.runs import (
     RESULT_FILE,
     aggregate_fits,
@@ -94,7 +95,8 @@ def _summary_writer_callback(signal: ImageSignal):
         side_by_side = np.concatenate([from_landscape(signal.image, signal.rotated), picture], axis=1)
         writer.add_image("train_gt_vs_pred", side_by_side, step, dataformats="HWC")
         writer.add_scalar("train_img_psnr", metrics["psnr"], step)
-        writer.add_scalar("train_img_ssim", metrics["ssim"], step)
+        if metrics["ssim"] is not None:  # None: the image is smaller than SSIM's window
+            writer.add_scalar("train_img_ssim", metrics["ssim"], step)
     return on_summary
 
 
@@ -120,7 +122,8 @@ def fit_image(signal: ImageSignal, model_cfg: ModelConfig, train_cfg: TrainConfi
 
 def finish_image(signal: ImageSignal, model: INR, outcome, seconds: float, run_dir: Path | None,
                  extra: dict | None = None) -> dict:
-    """Measure a fitted image and write its result.json and reconstruction.png."""
+    """Measure a fitted image and write its result.json and reconstruction.png. seconds: the wall
+    time of its fit (for images fitted together, the group's: each step advanced all of them)."""
     metrics, picture = evaluate(model, signal)
     steps_done = outcome.epochs_run - (outcome.resumed_from or 0)
     result = {**metrics, "height": picture.shape[0], "width": picture.shape[1],
@@ -154,7 +157,7 @@ def fit_images_batched(signals: list[ImageSignal], model_cfg: ModelConfig, train
                         grid_shape=(signals[0].height, signals[0].width))
     seconds = time.perf_counter() - started
     extras = extras or [None] * len(signals)
-    return [finish_image(s, m, o, seconds / len(signals), d, e)
+    return [finish_image(s, m, o, seconds, d, e)
             for s, m, o, d, e in zip(signals, models, outcomes, run_dirs, extras)]
 
 
@@ -232,12 +235,22 @@ def run_overfit(flag_values: dict, *, step_hook=None, show_progress: bool = True
 
 
 def report_fit(name: str, result: dict, group_size: int = 1, prefix: str = "") -> None:
-    """The line printed for a fitted image; prefix goes before its PSNR (e.g. the inner-step PSNR)."""
-    at_once = f" ({group_size} at once)" if group_size > 1 else ""
+    """The line printed for a fitted image; prefix goes before its PSNR (e.g. the inner-step PSNR).
+    Images fitted together share each step: the line gives the steps per second and, for the group,
+    the image-steps per second (group_size x that)."""
+    rate = result["steps_per_second"]
+    at_once = ""
+    if group_size > 1:
+        at_once = fill(", {n} images at once ({total:.1f} image-steps/s)",
+                       {"n": group_size, "total": None if rate is None else group_size * rate})
+    resumed = f", resumed at epoch {result['resumed_from']}" if result.get("resumed_from") else ""
     note = "  DIVERGED (best state kept)" if result["diverged"] else ""
-    print(f"{name}: {result['height']}x{result['width']}{prefix} PSNR {result['psnr']:.2f} dB, "
-          f"SSIM {result['ssim']:.4f}, MS-SSIM {result['ms_ssim']:.4f}, {result['epochs_run']} epochs, "
-          f"{result['steps_per_second']:.1f} steps/s{at_once}{note}")
+    print(fill("{name}: {height}x{width}{prefix} PSNR {psnr:.2f} dB, SSIM {ssim:.4f}, MS-SSIM {ms_ssim:.4f}, "
+               "{epochs_run} epochs{resumed}, {rate:.1f} steps/s{at_once}{note}",
+               {**result, "name": name, "prefix": prefix, "rate": rate, "resumed": resumed, "at_once": at_once,
+                "note": note}))
+    if result.get("note"):
+        print(f"  note: {result['note']}")
 
 
 def finish_experiment(exp_dir: Path) -> dict:

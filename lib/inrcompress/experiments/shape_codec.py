@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from inrcompress.codec.compress import QuantConfig, decode_network
+from inrcompress.codec.container import DecodeLimits
 from inrcompress.errors import InrError
 from inrcompress.experiments.quantize import FittedSignal, encode_signal, quantize_experiments
 from inrcompress.experiments.runs import RESULT_FILE
@@ -32,9 +33,10 @@ from inrcompress.signals.shape_eval import CHAMFER_CONVENTION, evaluate_shape
 SHAPE_RESULT_KEYS = ("bytes", "bits_per_vertex", "vol_iou", "chamfer", "mse", "encode_seconds", "decode_seconds")
 
 
-def decode_shape(data: bytes) -> tuple:
-    """(header, network) of a shape .inr file; an image file is refused."""
-    header, model = decode_network(data)
+def decode_shape(data: bytes, limits: DecodeLimits | None = DecodeLimits()) -> tuple:
+    """(header, network) of a shape .inr file; an image file is refused, and one beyond `limits`
+    (None: the format's bounds only, for a file this process wrote)."""
+    header, model = decode_network(data, limits=limits)
     if header.modality != "shape":
         raise InrError(f"this .inr file holds an {header.modality}, not a shape (decode it with "
                        "image_compression/decode.py)")
@@ -44,7 +46,7 @@ def decode_shape(data: bytes) -> tuple:
 def measure_decoded_shape(data: bytes, samples: ShapeSamples, resolution: int, seed: int = 0) -> tuple[dict, object]:
     """Decode .inr bytes and measure the network against the shape: IoU, Chamfer, MSE, size."""
     started = time.perf_counter()
-    _, model = decode_shape(data)
+    _, model = decode_shape(data, limits=None)  # a file this process just wrote
     decode_seconds = time.perf_counter() - started
     metrics, surface = evaluate_shape(model, samples, resolution, seed=seed)
     vertices = samples.meta["mesh_vertices"]

@@ -301,6 +301,8 @@ def run_fit(step: FitStep, cfg: TrainConfig, files: list[RunFiles | None], *,
                            "one by one, or delete their checkpoints/ folders to restart them")
         epoch, global_step = points.pop()
         resumed_from = epoch
+        print(f"{progress_desc or ', '.join(names)}: resuming at {progress_unit} {epoch} of {cfg.epochs} "
+              f"(step {global_step}) from the saved resume point", flush=True)
         for n, s in enumerate(saved):
             step.load_parameters(n, s["parameters"])
             step.load_optimizer_state(n, s["optimizer"])

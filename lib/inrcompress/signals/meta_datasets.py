@@ -12,10 +12,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from inrcompress.errors import InrError
-from inrcompress.signals.image import IMAGE_SUFFIXES, MAX_PIXELS, image_to_values, list_images, to_landscape
+from inrcompress.signals.image import IMAGE_SUFFIXES, image_to_values, list_images, open_image, to_landscape
 
 # Decoded, resized meta-training images kept in memory (bytes); beyond it images are re-read.
 CACHE_BYTES = 2 << 30
@@ -53,17 +53,10 @@ class MetaImages:
 
 
 def _open_rgb_or_gray(path: Path, mode: str | None = None) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise InrError(f"{path}: {img.width}x{img.height} is larger than {MAX_PIXELS} pixels")
-            if mode is None:
-                mode = "L" if img.mode in ("L", "I;16", "I", "1") else "RGB"
-            img = img.convert(mode)
-            img.load()
-            return img
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InrError(f"cannot read image {path}: {e}") from None
+    """The image read by the one loader's rules (signals.image.open_image: orientation, 16 bits,
+    palette, alpha), in `mode` ("L" or "RGB"; None: as read)."""
+    img = open_image(path)
+    return img if mode is None or img.mode == mode else img.convert(mode)
 
 
 def _landscape(img: Image.Image) -> Image.Image:

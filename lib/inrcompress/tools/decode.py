@@ -13,7 +13,7 @@ from absl import flags
 
 from inrcompress.codec.compress import decode_image
 from inrcompress.codec.container import read_inr_file_bytes
-from inrcompress.errors import CorruptFileError, InrError
+from inrcompress.errors import InrError
 from inrcompress.fit.train import load_checkpoint
 from inrcompress.signals.image import save_png
 from inrcompress.tools import flags as inr_flags
@@ -25,6 +25,7 @@ def build_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
     flags.DEFINE_string("init", None, "model_maml.pth of the meta-learned init the file was coded against "
                         "(needed only for such a file).", flag_values=fv)
+    inr_flags.define_decode_limits(fv)
     return fv
 
 
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     def body(args):
         fv = build_flags()
         source, target = inr_flags.parse(fv, args, "decode.py", POSITIONAL)
+        # PNG only: the decoded pixels are the codec's result, and a JPEG of them would add a second,
+        # lossy compression that every measurement on the file would then include.
+        inr_flags.check_output_file(target, (".png",))
         reference = None
         if fv.init:
             if not Path(fv.init).is_file():
@@ -40,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         data = read_inr_file_bytes(source)
         try:
-            header, picture = decode_image(data, reference)
-        except CorruptFileError as e:
-            raise CorruptFileError(f"{source}: {e}") from None
+            header, picture = decode_image(data, reference, inr_flags.decode_limits(fv))
+        except InrError as e:
+            raise type(e)(f"{source}: {e}") from None
         save_png(target, picture)
         print(f"{target}: {picture.shape[1]}x{picture.shape[0]}, {len(data)} bytes, "
               f"{8 * len(data) / (header.width * header.height):.4f} bpp, "

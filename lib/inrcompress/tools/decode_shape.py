@@ -15,9 +15,9 @@ from pathlib import Path
 from absl import flags
 
 from inrcompress.tools import flags as inr_flags
-from inrcompress.codec.container import read_inr_file_bytes
+from inrcompress.codec.container import DecodeLimits, read_inr_file_bytes
 from inrcompress.signals.image import save_png
-from inrcompress.errors import CorruptFileError, InrError
+from inrcompress.errors import InrError
 from inrcompress.experiments.shape_codec import decode_shape
 from inrcompress.signals.shape_eval import extract_surface, render_preview, sdf_grid
 from inrcompress.signals.shape import MESH_SUFFIXES, save_mesh
@@ -30,19 +30,21 @@ def build_flags() -> flags.FlagValues:
     flags.DEFINE_string("png", None, "Preview picture to write (default: the output mesh's path with .png).",
                         flag_values=fv)
     inr_flags.define_shapes(fv, sampling=False)
+    inr_flags.define_decode_limits(fv, images=False)
     return fv
 
 
-def decode_to_mesh(source: Path, target: Path, picture: Path, resolution: int) -> str:
+def decode_to_mesh(source: Path, target: Path, picture: Path, resolution: int,
+                   limits: DecodeLimits | None = DecodeLimits()) -> str:
     """Decode `source`, write the mesh and its preview; returns a one-line report."""
-    if target.suffix.lower() not in MESH_SUFFIXES:
-        raise InrError(f"{target}: the mesh must be written as {'/'.join(MESH_SUFFIXES)}")
+    inr_flags.check_output_file(target, MESH_SUFFIXES)
+    inr_flags.check_output_file(picture, (".png",))
     started = time.perf_counter()
     data = read_inr_file_bytes(source)
     try:
-        header, model = decode_shape(data)
-    except CorruptFileError as e:
-        raise CorruptFileError(f"{source}: {e}") from None
+        header, model = decode_shape(data, limits)
+    except InrError as e:
+        raise type(e)(f"{source}: {e}") from None
     surface = extract_surface(sdf_grid(model, resolution))
     if surface is None:
         raise InrError(f"{source}: the decoded network has no surface (no sign change) in [-1, 1]^3")
@@ -58,5 +60,5 @@ def main(argv: list[str] | None = None) -> int:
         fv = build_flags()
         paths = [Path(p) for p in inr_flags.parse(fv, args, "decode_shape.py", POSITIONAL)]
         picture = Path(fv.png) if fv.png else paths[1].with_suffix(".png")
-        print(decode_to_mesh(paths[0], paths[1], picture, fv.mc_resolution))
+        print(decode_to_mesh(paths[0], paths[1], picture, fv.mc_resolution, inr_flags.decode_limits(fv)))
     return inr_flags.run_tool(body, argv)

@@ -26,7 +26,7 @@ from inrcompress.tools.quantize_and_test import build_flags as quantize_flags
 
 def build_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
-    flags.DEFINE_string("out", "demo_output", "Folder for everything the demo writes.", flag_values=fv)
+    inr_flags.define_output_dir(fv, "out", "demo_output", "Folder for everything the demo writes.")
     flags.DEFINE_integer("size", 256, "Side of the square test image in pixels.", lower_bound=16, upper_bound=512,
                          flag_values=fv)
     flags.DEFINE_integer("epochs", 3000, "Fitting steps.", lower_bound=1, flag_values=fv)
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"{'codec':<22}{'bytes':>8}{'bpp':>9}{'PSNR dB':>9}")
         print(f"{'INR (.inr file)':<22}{measured['bytes']:>8}{measured['bpp']:>9.3f}{measured['psnr']:>9.2f}")
-        print(f"{'JPEG q' + str(jpeg['quality']):<22}{jpeg['bytes']:>8}{jpeg['bpp']:>9.3f}{jpeg['psnr']:>9.2f}")
+        label = f"JPEG q{jpeg['quality']}" + ("" if jpeg["fits"] else " (none fits)")
+        print(f"{label:<22}{jpeg['bytes']:>8}{jpeg['bpp']:>9.3f}{jpeg['psnr']:>9.2f}")
         print(f"file: {inr_file}\ndecoded: {decoded_png}")
     return inr_flags.run_tool(body, argv)

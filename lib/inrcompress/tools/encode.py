@@ -19,7 +19,8 @@ from inrcompress.config import atomic_write_bytes
 from inrcompress.signals.image import coordinate_grid, image_to_values, load_image
 from inrcompress.experiments.image_codec import compress_image_model, jpeg_at_size, measure_decoded
 from inrcompress.experiments.images import ImageSignal, fit_image, model_config_for, train_config_for
-from inrcompress.fit.train import resolve_device
+from inrcompress.experiments.quantize import fill
+from inrcompress.experiments.runs import usable_device
 
 
 def build_flags() -> flags.FlagValues:
@@ -36,9 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     def body(args):
         fv = build_flags()
         positional = inr_flags.parse(fv, args, "encode.py", ("INPUT_IMAGE", "OUTPUT.inr"))
-        source, target = Path(positional[0]), Path(positional[1])
+        source, target = Path(positional[0]), inr_flags.check_output_file(positional[1], (".inr",))
         values = inr_flags.values(fv)
-        device = resolve_device(values["device"])
+        qcfg = QuantConfig.from_flags(values)  # refuses a bad setting before the fit, not after it
+        device = usable_device(values["device"])
         image = load_image(source, values["downscaling_factor"])
         coords = coordinate_grid(image.shape[:2]).to(device)
         signal = ImageSignal(source.stem, image, coords, image_to_values(image).to(device))
@@ -51,13 +53,19 @@ def main(argv: list[str] | None = None) -> int:
         model = INR(model_cfg).to(device)
         fitted = fit_image(signal, model_cfg, train_config_for(values, coords.shape[0]), None, device, model=model)
         print(f"fitted: PSNR {fitted['psnr']:.2f} dB (float), {fitted['epochs_run']} steps")
-        data, info = compress_image_model(model, image, QuantConfig.from_flags(values), seed=values["seed"],
-                                          progress=True)
+        data, info = compress_image_model(model, image, qcfg, seed=values["seed"], progress=True)
         atomic_write_bytes(target, data)
         measured = measure_decoded(target.read_bytes(), image)
         jpeg = jpeg_at_size(image, len(data))
-        print(f"{target}: {len(data)} bytes, {measured['bpp']:.4f} bpp ({info['bpp_payload']:.4f} payload only), "
-              f"PSNR {measured['psnr']:.2f} dB, MS-SSIM {measured['ms_ssim']:.4f} (decoded from the file)")
-        print(f"JPEG (Pillow) at <= that size: quality {jpeg['quality']}, {jpeg['bpp']:.4f} bpp, "
-              f"PSNR {jpeg['psnr']:.2f} dB")
+        print(fill("{target}: {bytes} bytes, {bpp:.4f} bpp ({payload:.4f} payload only), PSNR {psnr:.2f} dB, "
+                   "MS-SSIM {ms_ssim:.4f} (decoded from the file)",
+                   {**measured, "target": target, "payload": info["bpp_payload"]}))
+        if measured.get("note"):
+            print(f"note: {measured['note']}")
+        if jpeg["fits"]:
+            print(f"JPEG (Pillow) at <= that size: quality {jpeg['quality']}, {jpeg['bytes']} bytes, "
+                  f"{jpeg['bpp']:.4f} bpp, PSNR {jpeg['psnr']:.2f} dB")
+        else:
+            print(f"JPEG (Pillow): none fits in {len(data)} bytes (the smallest, quality {jpeg['quality']}, "
+                  f"is {jpeg['bytes']} bytes: {jpeg['bpp']:.4f} bpp, PSNR {jpeg['psnr']:.2f} dB)")
     return inr_flags.run_tool(body, argv)

@@ -6,13 +6,16 @@ Names and defaults are the paper's (spec section 2). Each tool builds its own Fl
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
 from absl import flags
 
+from inrcompress.codec.container import DEFAULT_MAX_PARAMETERS, DEFAULT_MAX_PIXELS, MAX_PARAMETERS, MAX_PIXELS, DecodeLimits
 from inrcompress.codec.entropy import METHODS
 from inrcompress.fit.meta import LR_TYPES
 from inrcompress.errors import InrError
@@ -25,7 +28,7 @@ def define_general(fv: flags.FlagValues, *, folders: bool = True) -> None:
     """--data_root, --exp_root (folders=False leaves them out: tools that take files), --device, --seed."""
     if folders:
         define_data_root(fv)
-        flags.DEFINE_string("exp_root", "exp", "Root directory of the experiments.", flag_values=fv)
+        define_output_dir(fv, "exp_root", "exp", "Root directory of the experiments.")
     define_device(fv)
     flags.DEFINE_integer("seed", 0, "Random seed of the initialisation (and the gauss encoding matrix).",
                          lower_bound=0, upper_bound=2**32 - 1, flag_values=fv)
@@ -163,7 +166,8 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
                          flag_values=fv)
     flags.DEFINE_float("retrain_lr", 1e-6, "Adam learning rate of quantization-aware retraining.",
                        lower_bound=0.0, flag_values=fv)
-    flags.DEFINE_integer("bitwidth", 8, "Bits per weight and bias.", lower_bound=1, upper_bound=16, flag_values=fv)
+    flags.DEFINE_integer("bitwidth", 8, "Bits per weight and bias (2..16: a signed step grid needs two levels).",
+                         lower_bound=2, upper_bound=16, flag_values=fv)
     flags.DEFINE_bool("adaround", True, "Use AdaRound (--noadaround: nearest rounding).", flag_values=fv)
     flags.DEFINE_bool("retrain", True, "Quantization-aware retraining (--noretrain to skip).", flag_values=fv)
     flags.DEFINE_float("adaround_reg", 1e-4, "Weight of AdaRound's rounding regulariser.", lower_bound=0.0,
@@ -172,6 +176,23 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_enum("code", code, list(METHODS), "Lossless coder of the quantized weights.",
                       flag_values=fv)
+
+
+def define_decode_limits(fv: flags.FlagValues, *, images: bool = True) -> None:
+    """--max_pixels (images=True) and --max_parameters: what a decoder may do for one file
+    (container.DecodeLimits; checked right after the header, before anything is decoded)."""
+    if images:
+        flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse an image file of more pixels than this "
+                             "(memory: 3 bytes a pixel; work: pixels x parameters).", lower_bound=1,
+                             upper_bound=MAX_PIXELS, flag_values=fv)
+    flags.DEFINE_integer("max_parameters", DEFAULT_MAX_PARAMETERS, "Refuse a file whose network has more "
+                         "parameters than this.", lower_bound=1, upper_bound=MAX_PARAMETERS, flag_values=fv)
+
+
+def decode_limits(fv: flags.FlagValues) -> DecodeLimits:
+    """The DecodeLimits of the flags define_decode_limits defined (max_pixels at its default without it)."""
+    max_pixels = fv["max_pixels"].value if "max_pixels" in fv else DEFAULT_MAX_PIXELS
+    return DecodeLimits(max_pixels=max_pixels, max_parameters=fv["max_parameters"].value)
 
 
 def define_shapes(fv: flags.FlagValues, *, sampling: bool = True) -> None:
@@ -184,6 +205,54 @@ def define_shapes(fv: flags.FlagValues, *, sampling: bool = True) -> None:
                              "5 x this many SDF samples per shape.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("mc_resolution", 128, "Grid of the marching cubes that extracts the network's surface "
                          "(Chamfer distance, exported mesh).", lower_bound=8, upper_bound=1024, flag_values=fv)
+
+
+def check_output_dir(path: str | os.PathLike, written: str | os.PathLike | None = None) -> Path:
+    """Refuse, before any work, a folder that outputs cannot be written under: the path, or its
+    nearest existing ancestor (the folders in between are made when written), must be a directory
+    a file can be created in (tried: on a read-only file system or without permission even root's
+    access() says yes). `written` names the output in the message (default: the folder). Returns the
+    path; raises InrError with one line."""
+    path = Path(path)
+    what = f"write {written}" if written is not None else f"write under {path}"
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InrError(f"cannot {what}: {existing} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".inrcompress-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InrError(f"cannot {what}: {existing} is not writable ({e.strerror or e})") from None
+    return path
+
+
+def check_output_file(path: str | os.PathLike, suffixes: Sequence[str]) -> Path:
+    """Refuse, before any work, an output file that cannot be written: an existing directory, a
+    suffix that is not one of `suffixes` (the formats the tool writes, lower case with the dot), or
+    a folder check_output_dir refuses. Returns the path; raises InrError with one line."""
+    path = Path(path)
+    if path.is_dir():
+        raise InrError(f"{path} is a directory; name the output file ({' or '.join(suffixes)})")
+    if path.suffix.lower() not in suffixes:
+        raise InrError(f"{path}: this tool writes {' or '.join(suffixes)} files; name the output so")
+    check_output_dir(path.parent, written=path)
+    return path
+
+
+def define_output_dir(fv: flags.FlagValues, name: str, default: str, help_text: str) -> None:
+    """A string flag naming a folder the tool writes under, checked writable when parsed."""
+    flags.DEFINE_string(name, default, help_text, flag_values=fv)
+
+    def writable(value: str) -> bool:
+        try:
+            check_output_dir(value)
+        except InrError as e:
+            raise flags.ValidationError(str(e)) from None
+        return True
+    flags.register_validator(name, writable, flag_values=fv)
 
 
 def usage_line(prog: str, positional: Sequence[str] = ()) -> str:
@@ -250,12 +319,26 @@ def parse_values(fv: flags.FlagValues, argv: list[str] | None, prog: str) -> dic
     return values(fv)
 
 
+# Exit code of a tool whose reader closed the pipe (what a shell reports for a command SIGPIPE ended).
+BROKEN_PIPE_EXIT = 128 + 13
+
+
 def run_tool(body: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
-    """Run a tool's body; report an InrError as one line on stderr and return exit code 2."""
+    """Run a tool's body; report an InrError as one line on stderr and return exit code 2. A reader
+    that closes stdout early (`inr-overfit --help | head -1`) ends the tool quietly with
+    BROKEN_PIPE_EXIT, as `ls | head` does: stdout is flushed here so that the error comes here, and
+    pointed at /dev/null so that the interpreter's own flush at exit finds nothing to complain about."""
     try:
-        code = body(argv)
-    except HelpShown:
-        return 0
+        try:
+            code = body(argv)
+        except HelpShown:
+            code = 0
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE_EXIT
     except InrError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
