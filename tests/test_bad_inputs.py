@@ -34,8 +34,6 @@ from inrcompress.tools.quantize_and_test import main as quantize_main
 from tests.conftest import photo_crop
 
 REPO = Path(__file__).resolve().parent.parent
-GOLDEN_V2 = REPO / "tests" / "golden" / "v2"
-SMALL_INR = GOLDEN_V2 / "image_landscape_arith.inr"  # 657 bytes, 32x24 RGB
 # A quick encode: the pipeline end to end on a tiny image in about a second.
 QUICK = ["--epochs=30", "--hidden_dims=8", "--hidden_layers=1", "--ff_dims=4", "--adaround_iterations=5",
          "--retrain_epochs=5", "--device=cpu"]
@@ -77,6 +75,32 @@ def error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
     return err[0]
+
+
+@pytest.fixture(scope="module")
+def small_inr(tmp_path_factory) -> Path:
+    """A real .inr file of a 32x24 photograph (encode.py, a quick fit): the seed of the crafted files."""
+    folder = tmp_path_factory.mktemp("small")
+    Image.fromarray(photo_crop("astronaut", 24, 32)).save(folder / "photo.png")
+    assert encode_main([str(folder / "photo.png"), str(folder / "photo.inr"), *QUICK]) == 0
+    return folder / "photo.inr"
+
+
+@pytest.fixture(scope="module")
+def shape_inr(tmp_path_factory) -> Path:
+    """A real shape .inr file: a small SDF network (unfitted) quantized and coded."""
+    from inrcompress.codec.compress import QuantConfig, compress_network
+    from inrcompress.config import ModelConfig
+    from inrcompress.nn import INR
+
+    torch.manual_seed(0)
+    model = INR(ModelConfig(in_features=3, out_features=1, hidden_dims=8, hidden_layers=1, ff_dims=2))
+    coords = torch.rand(256, 3) * 2 - 1
+    data, _ = compress_network(model, coords, coords.norm(dim=1, keepdim=True) - 0.5,
+                               QuantConfig(adaround=False, retrain=False), modality="shape")
+    path = tmp_path_factory.mktemp("shape") / "shape.inr"
+    path.write_bytes(data)
+    return path
 
 
 @pytest.fixture
@@ -201,11 +225,11 @@ def test_odd_images_fit_through_overfit_inr(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("height, width", [(4096, 65535), (256, 65535)])
-def test_crafted_oversized_files_are_refused_before_any_work(tmp_path, capsys, height, width):
-    """The issue's 4.6 KB bombs (made here from a real 657-byte file): refused from the header, with
-    a line naming the flag; nothing rendered (b577759 rendered for 45 s and more)."""
+def test_crafted_oversized_files_are_refused_before_any_work(small_inr, tmp_path, capsys, height, width):
+    """The issue's 4.6 KB bombs (made here from a real small file): refused from the header, with a
+    line naming the flag; nothing rendered (b577759 rendered for 45 s and more)."""
     bomb = tmp_path / "bomb.inr"
-    bomb.write_bytes(with_image_size(SMALL_INR.read_bytes(), height, width))
+    bomb.write_bytes(with_image_size(small_inr.read_bytes(), height, width))
     assert container.read_inr(bomb.read_bytes(), limits=None)[0].height == height  # a valid file
     assert decode_main([str(bomb), str(tmp_path / "out.png")]) == 2
     line = error_line(capsys)
@@ -215,27 +239,24 @@ def test_crafted_oversized_files_are_refused_before_any_work(tmp_path, capsys, h
         decode_image(bomb.read_bytes())
 
 
-def test_max_pixels_and_max_parameters_are_the_users_to_set(tmp_path, capsys):
+def test_max_pixels_and_max_parameters_are_the_users_to_set(small_inr, shape_inr, tmp_path, capsys):
     out = tmp_path / "out.png"
-    assert decode_main([str(SMALL_INR), str(out), "--max_pixels=767"]) == 2  # 32 x 24 = 768
+    assert decode_main([str(small_inr), str(out), "--max_pixels=767"]) == 2  # 32 x 24 = 768
     assert "768 pixels" in error_line(capsys)
-    assert decode_main([str(SMALL_INR), str(out), "--max_pixels=768"]) == 0 and out.is_file()
-    assert decode_main([str(SMALL_INR), str(out), "--max_parameters=10"]) == 2
+    assert decode_main([str(small_inr), str(out), "--max_pixels=768"]) == 0 and out.is_file()
+    assert decode_main([str(small_inr), str(out), "--max_parameters=10"]) == 2
     assert "--max_parameters" in error_line(capsys)
-    shape = GOLDEN_V2 / "shape_sphere.inr"
-    if not shape.exists():
-        shape = next(GOLDEN_V2.glob("shape*.inr"))
-    assert decode_shape_main([str(shape), str(tmp_path / "s.obj"), "--max_parameters=10"]) == 2
+    assert decode_shape_main([str(shape_inr), str(tmp_path / "s.obj"), "--max_parameters=10"]) == 2
     assert "--max_parameters" in error_line(capsys)
 
 
-def test_chunked_rendering_equals_one_pass_and_threads_do_not_matter(tmp_path):
+def test_chunked_rendering_equals_one_pass_and_threads_do_not_matter(small_inr, tmp_path):
     """The same network rendered on 300x300 pixels (more than one render chunk) gives the pixels of
     the whole grid at once, with 1 and with 2 threads, and in another process."""
     from inrcompress.codec.compress import decode_network, render
     from inrcompress.signals.image import values_to_uint8
 
-    data = with_image_size(SMALL_INR.read_bytes(), 300, 300)
+    data = with_image_size(small_inr.read_bytes(), 300, 300)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -290,8 +311,8 @@ def test_bitwidth_1_is_refused_when_parsed(good_png, tmp_path, capsys, no_fit):
     ("{tmp}", "is a directory"),
     ("{tmp}/out.jpg", "writes .png files"),
 ])
-def test_decode_refuses_an_output_it_cannot_write(tmp_path, capsys, target, message):
-    assert decode_main([str(SMALL_INR), target.format(tmp=tmp_path)]) == 2
+def test_decode_refuses_an_output_it_cannot_write(small_inr, tmp_path, capsys, target, message):
+    assert decode_main([str(small_inr), target.format(tmp=tmp_path)]) == 2
     assert message in error_line(capsys)
     assert not (tmp_path / "out.jpg").exists()
 
@@ -303,8 +324,8 @@ def test_experiment_root_that_cannot_be_written_is_refused_when_parsed(tiny_data
     assert "cannot write under /sys/exp: /sys is not writable" in error_line(capsys)
 
 
-def test_decode_shape_refuses_a_bad_mesh_or_picture_path(tmp_path, capsys):
-    shape = next(GOLDEN_V2.glob("shape*.inr"))
+def test_decode_shape_refuses_a_bad_mesh_or_picture_path(shape_inr, tmp_path, capsys):
+    shape = shape_inr
     assert decode_shape_main([str(shape), str(tmp_path / "m.stl")]) == 2
     assert ".obj or .ply or .off" in error_line(capsys)
     assert decode_shape_main([str(shape), str(tmp_path / "m.obj"), "--png=/sys/m.png"]) == 2
@@ -315,11 +336,11 @@ def _tool(script: str, *args: str) -> list[str]:
     return [sys.executable, str(REPO / script), *args]
 
 
-def test_errors_and_broken_pipes_end_without_a_traceback(tmp_path):
+def test_errors_and_broken_pipes_end_without_a_traceback(small_inr, tmp_path):
     """Run as a user does (a new process): the bomb is one line and exit 2; --help into a pipe whose
     reader is gone (`inr-overfit --help | head -1`) ends quietly."""
     bomb = tmp_path / "bomb.inr"
-    bomb.write_bytes(with_image_size(SMALL_INR.read_bytes(), 4096, 65535))
+    bomb.write_bytes(with_image_size(small_inr.read_bytes(), 4096, 65535))
     done = subprocess.run(_tool("image_compression/decode.py", str(bomb), str(tmp_path / "o.png")),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
