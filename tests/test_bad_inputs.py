@@ -387,7 +387,6 @@ def test_encode_reports_a_jpeg_no_larger_than_the_file_or_that_none_fits(good_pn
         assert int(re.search(r"(\d+) bytes", line).group(1)) <= ours
 
 
-@pytest.mark.xfail(strict=True, reason="the QAT bar's fix waits for codec/quant_batched.py to be committed")
 def test_the_qat_bar_counts_its_steps(good_png, tmp_path, capsys):
     """--retrain_epochs 5 is 5 steps (b577759's bar ran to 6: it counted the last evaluation too)."""
     assert encode_main([str(good_png), str(tmp_path / "o.inr"), *QUICK]) == 0

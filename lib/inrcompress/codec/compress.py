@@ -14,7 +14,8 @@ import torch
 
 from inrcompress.codec.entropy import METHODS
 from inrcompress.codec.container import DecodeLimits, InrHeader, InrSizes, encode_inr, read_inr
-from inrcompress.codec.quant import QuantizedTensors, load_quantized, quantize_model
+from inrcompress.codec.quant import QuantizedTensors, load_quantized
+from inrcompress.codec.quant_batched import quantize_models
 from inrcompress.codec.representations import representation_of
 from inrcompress.codec.representations.base import RENDER_CHUNK_ROWS, Representation
 from inrcompress.errors import CorruptFileError, InrError
@@ -81,18 +82,38 @@ def compress_network(model: torch.nn.Module, coords: torch.Tensor, values: torch
 
     reference: a meta-learned init theta_0; only theta - theta_0 is coded and the file records its hash.
     """
-    representation = representation_of(model)
+    return compress_networks([model], coords, [values], qcfg, modality=modality, height=height, width=width,
+                             rotated=[rotated], reference=reference, seeds=[seed], progress=progress)[0]
+
+
+def compress_networks(models: list[torch.nn.Module], coords: torch.Tensor | list[torch.Tensor], values: list[torch.Tensor],
+                      qcfg: QuantConfig, *, modality: str, height: int = 0, width: int = 0,
+                      rotated: list[bool] | None = None, reference: dict[str, torch.Tensor] | None = None,
+                      seeds: list[int] | int = 0, progress: bool = False) -> list[tuple[bytes, InrSizes]]:
+    """compress_network for N networks of one architecture fitted to N signals with as many rows,
+    quantized together (quant_batched.quantize_models: per signal the result of quantizing it alone,
+    up to float rounding). coords: shared by the signals, or one tensor per signal; values[n],
+    rotated[n] and seeds[n] per signal. An image's pixel grid (height x width = the coords) lets
+    the first layer run per grid row and column."""
+    representation = representation_of(models[0])
+    per_signal = coords if isinstance(coords, (list, tuple)) else [coords] * len(models)
     with torch.no_grad():
-        features = representation.inputs(model, coords)
-    quantized = quantize_model(
-        model, features, values, qcfg.bitwidth, adaround=qcfg.adaround,
+        features = [representation.inputs(m, c) for m, c in zip(models, per_signal)]
+    if all(f.shape == features[0].shape and torch.equal(f, features[0]) for f in features[1:]):
+        features = features[0]  # one encoding of the coordinates serves every network
+    rows = per_signal[0].shape[0]
+    grid_shape = (height, width) if height and width and height * width == rows else None
+    quantized = quantize_models(
+        models, features, values, qcfg.bitwidth, adaround=qcfg.adaround,
         adaround_iterations=qcfg.adaround_iterations, adaround_reg=qcfg.adaround_reg, retrain=qcfg.retrain,
-        retrain_epochs=qcfg.retrain_epochs, retrain_lr=qcfg.retrain_lr, reference=reference, seed=seed,
-        progress=progress)
-    header = InrHeader(modality=modality, height=height, width=width, rotated=rotated,
-                       representation=representation, bitwidth=qcfg.bitwidth, coder=qcfg.code,
-                       step_sizes=tuple(quantized.step_sizes), init_hash=init_hash(reference, representation))
-    return encode_inr(header, quantized.symbols)
+        retrain_epochs=qcfg.retrain_epochs, retrain_lr=qcfg.retrain_lr, references=reference, seeds=seeds,
+        grid_shape=grid_shape, progress=progress)
+    rotated = rotated if rotated is not None else [False] * len(models)
+    hash_of_init = init_hash(reference, representation)
+    return [encode_inr(InrHeader(modality=modality, height=height, width=width, rotated=turned,
+                                 representation=representation, bitwidth=qcfg.bitwidth, coder=qcfg.code,
+                                 step_sizes=tuple(q.step_sizes), init_hash=hash_of_init), q.symbols)
+            for q, turned in zip(quantized, rotated)]
 
 
 def decode_network(data: bytes, reference: dict[str, torch.Tensor] | None = None,

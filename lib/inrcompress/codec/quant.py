@@ -5,7 +5,10 @@ paper's SIREN MLP, every weight and bias of INR.layers). Every declared tensor i
 tensor, symmetrically and uniformly at `bitwidth` bits: an integer q in [-2^(b-1), 2^(b-1) - 1] stands for the value q * step, and the
 symbol written to the bit stream is s = q + 2^(b-1) in [0, 2^b - 1].
 
-The pipeline of `quantize_model` (the paper ran it with AIMET; this is plain PyTorch):
+The pipeline of `quantize_model` (the paper ran it with AIMET; this is plain PyTorch). Its AdaRound
+and QAT loops live in quant_batched.py, written once for N signals quantized together
+(quantize_models); quantize_model is that with one signal. This module holds the quantizer itself,
+the step search, the symbols and the declared-tensor helpers:
 
 1. Step sizes. `choose_step_size` picks, for every tensor, the step that minimises the squared
    quantization error of that tensor (AIMET's TF-Enhanced SQNR search plays this role in the paper).
@@ -53,7 +56,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from inrcompress.codec.representations import representation_of
@@ -361,116 +363,18 @@ def adaround_weight(residual: torch.Tensor, base: torch.Tensor, bias: torch.Tens
     reg * sum(1 - |2h(V) - 1|^beta) after the warm start (see `beta_schedule`); Adam at lr 1e-3 on V,
     V initialised so that h(V) equals the fractional part of r / step. activation None: the last,
     linear layer. Each iteration uses `batch_rows` rows of `inputs` (see `_RowSampler`). At the end
-    q = floor + [V >= 0] (h >= 0.5), clamped to the integer range.
+    q = floor + [V >= 0] (h >= 0.5), clamped to the integer range. (quant_batched.adaround_stacked
+    with one signal.)
     """
-    qmin, qmax = integer_range(bitwidth)
-    s = _float32_step(step)
-    scaled = residual.detach().to(torch.float64) / s
-    floor64 = torch.floor(scaled)
-    frac = (scaled - floor64).to(torch.float32)
-    floor = floor64.to(torch.float32)
-    if iterations > 0:
-        step_t = torch.tensor(np.float32(s), device=residual.device)
-        base = base.detach()
-        bias = bias.detach()
-        v = _inverse_rectified_sigmoid(frac).requires_grad_(True)
-        optimizer = torch.optim.Adam([v], lr=ADAROUND_LR)
-        if generator is None:
-            generator = torch.Generator().manual_seed(0)
-        sampler = _RowSampler(inputs.shape[0], batch_rows, generator, inputs.device)
-        with torch.enable_grad():
-            for t in range(iterations):
-                idx = sampler.next()
-                xb = inputs if idx is None else inputs[idx]
-                tb = target if idx is None else target[idx]
-                h = rectified_sigmoid(v)
-                w = base + torch.clamp(floor + h, qmin, qmax) * step_t
-                out = F.linear(xb, w, bias)
-                if activation is not None:
-                    out = activation(out)
-                loss = torch.mean((out - tb) ** 2)
-                beta = beta_schedule(t, iterations)
-                if beta is not None and reg > 0:
-                    loss = loss + reg * torch.sum(1.0 - torch.abs(2.0 * h - 1.0).pow(beta))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        up = (v.detach() >= 0).to(torch.float32)
-    else:
-        up = (frac >= 0.5).to(torch.float32)  # h(V_init) = frac: the hard rounding of the start point
-    return torch.clamp(floor + up, qmin, qmax).to(torch.int32)
+    from inrcompress.codec.quant_batched import RowInputs, _Rows, adaround_stacked
 
-
-@torch.no_grad()
-def _chunked_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
-                    activation: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
-    out = torch.empty(x.shape[0], w.shape[0], dtype=torch.float32, device=x.device)
-    for start in range(0, x.shape[0], CHUNK_ROWS):
-        z = F.linear(x[start:start + CHUNK_ROWS], w, b)
-        out[start:start + CHUNK_ROWS] = z if activation is None else activation(z)
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Quantization-aware retraining
-
-
-class _StraightThroughQuant(torch.autograd.Function):
-    """Forward: dequantize(quantize(x)) exactly (bit-identical to what the decoder computes);
-    backward: the identity (straight-through, also outside the clamp range), i.e. the fake-quant
-    x + (dequant(quant(x)) - x).detach() without its float32 rounding in the forward value."""
-
-    @staticmethod
-    def forward(ctx, x, step, bitwidth):
-        return dequantize(quantize(x, step, bitwidth), step)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None, None
-
-
-def _retrain(rep: Representation, ints: list[torch.Tensor], steps: list[float], refs: list[torch.Tensor],
-             bitwidth: int, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,
-             progress: bool) -> tuple[list[torch.Tensor], list[float]]:
-    """QAT with frozen step sizes: Adam at `lr` over float residuals initialised at the dequantized
-    values, `epochs` full-signal MSE steps; returns the integers of the state with the lowest
-    quantized MSE (every state, the initial one included, is evaluated) and the MSE history."""
-    params = [dequantize(q, s).detach().clone().requires_grad_(True) for q, s in zip(ints, steps)]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    n_values = y.numel()
-    best_mse = math.inf
-    best_ints = [q.clone() for q in ints]
-    history = []
-
-    def current_ints():
-        return [quantize(p, s, bitwidth).reshape(p.shape) for p, s in zip(params, steps)]
-
-    bar = _progress(range(epochs + 1), progress, desc="QAT", leave=False)
-    with torch.enable_grad():
-        for t in bar:
-            train = t < epochs
-            if train:
-                optimizer.zero_grad(set_to_none=True)
-            total = 0.0
-            for start in range(0, x.shape[0], CHUNK_ROWS):
-                with torch.set_grad_enabled(train):
-                    theta = [r + _StraightThroughQuant.apply(p, s, bitwidth)
-                             for r, p, s in zip(refs, params, steps)]
-                    pred = rep.apply(theta, x[start:start + CHUNK_ROWS])
-                    sse = torch.sum((pred - y[start:start + CHUNK_ROWS]) ** 2)
-                    if train:
-                        (sse / n_values).backward()
-                total += float(sse.detach())
-            mse = total / n_values
-            history.append(mse)
-            if mse < best_mse:
-                best_mse = mse
-                best_ints = [q.clone() for q in current_ints()]
-            if progress:
-                bar.set_postfix(mse=f"{mse:.3e}", best=f"{best_mse:.3e}")
-            if train:
-                optimizer.step()
-    return best_ints, history
+    _float32_step(step)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    rows = _Rows([generator], inputs.shape[0], batch_rows, inputs.device)
+    return adaround_stacked(residual[None], base[None], bias[None], [step], bitwidth, RowInputs(inputs),
+                            target[None],
+                            activation, rows, iterations=iterations, reg=reg)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -505,7 +409,8 @@ def nearest_quantization(model: nn.Module, bitwidth: int, reference=None) -> Qua
 def quantize_model(model: nn.Module, features: torch.Tensor, targets: torch.Tensor, bitwidth: int, *,
                    adaround: bool = True, adaround_iterations: int = 1000, adaround_reg: float = 1e-4,
                    retrain: bool = True, retrain_epochs: int = 300, retrain_lr: float = 1e-6,
-                   reference=None, seed: int = 0, progress: bool = False) -> QuantizedTensors:
+                   reference=None, seed: int = 0, grid_shape: tuple[int, int] | None = None,
+                   progress: bool = False) -> QuantizedTensors:
     """Quantize every tensor the model's representation declares at `bitwidth` bits; the model is
     not modified.
 
@@ -516,52 +421,16 @@ def quantize_model(model: nn.Module, features: torch.Tensor, targets: torch.Tens
     `adaround` (a representation without linear layers refuses it), every other tensor nearest;
     then, when `retrain`, `retrain_epochs` steps of quantization-aware retraining at `retrain_lr`
     (straight-through estimator, frozen steps), keeping the best quantized state. `seed` seeds
-    AdaRound's row sampling.
+    AdaRound's row sampling. grid_shape: (h, w) when the rows are a row-major pixel grid (the
+    first layer of retraining then runs per grid row and column where the encoding allows).
+    quant_batched.quantize_models with one model: the pipeline is written once, for N signals.
     """
-    b = _check_bitwidth(bitwidth)
-    if int(adaround_iterations) < 0 or int(retrain_epochs) < 0:
-        raise InrError("adaround_iterations and retrain_epochs must be >= 0")
-    if not adaround_reg >= 0 or not retrain_lr >= 0:
-        raise InrError("adaround_reg and retrain_lr must be >= 0")
-    rep, tensors = _declared(model)
-    layers = rep.linear_layers()
-    use_adaround = adaround and int(adaround_iterations) > 0
-    if use_adaround and not layers:
-        raise InrError(f"the {rep.name} representation has no linear layers for AdaRound: quantize it "
-                       "without AdaRound")
-    device = tensors[0].device
-    thetas = _parameter_tensors(tensors)
-    refs = _reference_tensors(rep, tensors, reference)
-    x, y = _flatten_rows(features, targets, rep.inputs_width(), rep.out_features, device)
+    from inrcompress.codec.quant_batched import quantize_models
 
-    residuals = [theta - ref for theta, ref in zip(thetas, refs)]
-    ints, steps = _nearest(residuals, b)
-
-    if use_adaround:
-        generator = torch.Generator().manual_seed(int(seed))
-        rows = x.shape[0]
-        if rows > ADAROUND_MAX_CACHED_ROWS:
-            keep = torch.randperm(rows, generator=generator)[:ADAROUND_MAX_CACHED_ROWS].to(device)
-            x_float = x[keep]
-        else:
-            x_float = x
-        x_quant = x_float
-        for i in _progress(range(len(layers)), progress, desc="AdaRound", leave=False):
-            w_i, b_i, act = layers[i].weight, layers[i].bias, layers[i].activation
-            target = _chunked_linear(x_float, thetas[w_i], thetas[b_i], act)
-            bias_q = refs[b_i] + dequantize(ints[b_i], steps[b_i])
-            ints[w_i] = adaround_weight(residuals[w_i], refs[w_i], bias_q, steps[w_i], b, x_quant, target, act,
-                                        iterations=int(adaround_iterations), reg=float(adaround_reg),
-                                        generator=generator)
-            if i < len(layers) - 1:
-                weight_q = refs[w_i] + dequantize(ints[w_i], steps[w_i])
-                x_quant = _chunked_linear(x_quant, weight_q, bias_q, act)
-                x_float = target
-            del target
-
-    if retrain and int(retrain_epochs) > 0:
-        ints, _ = _retrain(rep, ints, steps, refs, b, x, y, int(retrain_epochs), float(retrain_lr), progress)
-    return _pack([q.cpu() for q in ints], steps, b)
+    return quantize_models([model], features, [targets], bitwidth, adaround=adaround,
+                           adaround_iterations=adaround_iterations, adaround_reg=adaround_reg, retrain=retrain,
+                           retrain_epochs=retrain_epochs, retrain_lr=retrain_lr, references=[reference],
+                           seeds=[seed], grid_shape=grid_shape, progress=progress)[0]
 
 
 def _checked_integers(rep: Representation, qt: QuantizedTensors) -> list[torch.Tensor]:

@@ -21,12 +21,16 @@ from inrcompress.codec.compress import QuantConfig, decode_image
 from inrcompress.config import model_config_from_flags
 from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import image_metrics
-from inrcompress.experiments.quantize import FittedSignal, encode_signal, quantize_experiments
+from inrcompress.experiments.quantize import FittedSignal, encode_signals, quantize_experiments
 from inrcompress.fit.meta import MAML_INIT_FILE
 from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
 from inrcompress.nn import INR
 from inrcompress.signals.image import IMAGE_SUFFIXES, coordinate_grid, image_to_values, load_image, to_landscape
 
+
+
+# Images quantized together by default on a CPU (benchmarks/encode_speed.py, RESULTS.md).
+AUTO_CPU_BATCH_IMAGES = 12
 
 
 def measure_decoded(data: bytes, original: np.ndarray, reference=None) -> dict:
@@ -45,11 +49,22 @@ def compress_image_model(model: INR, image: np.ndarray, qcfg: QuantConfig, *, ro
                          reference=None, seed: int = 0, progress: bool = False) -> tuple[bytes, dict]:
     """Quantize and code a network fitted to `image` (uint8, as fitted: landscape if rotated), on the
     model's device. Returns the file bytes and the size breakdown plus encode time."""
-    data, info = encode_signal(model, coordinate_grid(image.shape[:2]), image_to_values(image), qcfg, seed=seed,
-                               progress=progress, modality="image", height=image.shape[0], width=image.shape[1],
-                               rotated=rotated, reference=reference)
-    info["bpp_payload"] = 8 * info["paper_bytes"] / (image.shape[0] * image.shape[1])
-    return data, info
+    return compress_image_models([model], [image], qcfg, rotated=[rotated], reference=reference, seed=seed,
+                                 progress=progress)[0]
+
+
+def compress_image_models(models: list[INR], images: list[np.ndarray], qcfg: QuantConfig, *,
+                          rotated: list[bool], reference=None, seed: int = 0,
+                          progress: bool = False) -> list[tuple[bytes, dict]]:
+    """compress_image_model for networks of one architecture fitted to images of one size, quantized
+    together (encode_signals)."""
+    height, width = images[0].shape[:2]
+    coded = encode_signals(models, coordinate_grid((height, width)), [image_to_values(im) for im in images], qcfg,
+                           seed=seed, progress=progress, modality="image", height=height, width=width,
+                           rotated=rotated, reference=reference)
+    for _, info in coded:
+        info["bpp_payload"] = 8 * info["paper_bytes"] / (height * width)
+    return coded
 
 
 def find_source_image(folder: Path, stem: str) -> Path:
@@ -76,6 +91,7 @@ class ImageCodec:
                    "ssim": "ssim", "encoding_time": "encode_seconds", "decoding_time": "decode_seconds"}
     per_signal_keys = ("bpp", "bpp_payload", "bytes", "psnr", "ssim", "ms_ssim", "encode_seconds", "decode_seconds")
     quantization_progress = False  # many small images: one bar over them
+    auto_batch = AUTO_CPU_BATCH_IMAGES
     description = ("inrcompress, {setting}, {code} coding; {count} images; "
                    "bpp from the .inr file sizes, metrics on the decoded 8-bit images, averaged per image")
     signal_report = "{bytes} bytes ({bpp:.4f} bpp), PSNR {psnr:.2f} dB, MS-SSIM {ms_ssim:.4f}"
@@ -97,10 +113,14 @@ class ImageCodec:
         return FittedSignal(run_dir.name, model, (original, fitted, rotated),
                             {"height": original.shape[0], "width": original.shape[1]})
 
-    def encode(self, signal: FittedSignal, qcfg: QuantConfig, *, seed: int, progress: bool) -> tuple[bytes, dict]:
-        _, fitted, rotated = signal.source
-        return compress_image_model(signal.model, fitted, qcfg, rotated=rotated, reference=self.reference, seed=seed,
-                                    progress=progress)
+    def batch_key(self, signal: FittedSignal) -> tuple[int, ...]:
+        return signal.source[1].shape  # the image as fitted
+
+    def encode(self, signals: list[FittedSignal], qcfg: QuantConfig, *, seed: int,
+               progress: bool) -> list[tuple[bytes, dict]]:
+        return compress_image_models([s.model for s in signals], [s.source[1] for s in signals], qcfg,
+                                     rotated=[s.source[2] for s in signals], reference=self.reference, seed=seed,
+                                     progress=progress)
 
     def measure(self, data: bytes, signal: FittedSignal) -> tuple[dict, None]:
         return measure_decoded(data, signal.source[0], self.reference), None

@@ -9,7 +9,11 @@ then measure the file as it lies on disk, decoded from scratch, into <run>/metri
 a metrics file: results_{code}_{cfg}.json in CompressAI's layout, {"name", "description",
 "results": {means over the signals}, "per_<modality>": {signal: {...}}}, null where not finite.
 Under torchrun each rank codes its share of the (experiment, signal) pairs and rank 0 writes the
-results files after the others are done (fit/distributed.py).
+results files after the others are done (fit/distributed.py). With --batch_images N > 1 (auto: the
+codec's auto_batch on a CPU) up to N signals of one experiment with one architecture and size are
+quantized together as one stacked computation (codec/quant_batched.py; per signal the result of
+coding it alone, up to float rounding); the metrics record how many (coded_together) and the
+group's encode time divided among them.
 
 A modality supplies a SignalCodec (image_codec.ImageCodec, shape_codec.ShapeCodec): how to load a
 fitted signal, code it, measure a file, and which keys its results hold.
@@ -21,13 +25,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Hashable, Protocol
 
 import numpy as np
 import torch
 import yaml
 
-from inrcompress.codec.compress import QuantConfig, compress_network
+from inrcompress.codec.compress import QuantConfig, compress_networks
+from inrcompress.codec.representations import representation_of
 from inrcompress.config import atomic_write_bytes, atomic_write_text, load_flags, write_json
 from inrcompress.errors import InrError
 from inrcompress.experiments.runs import (
@@ -80,10 +85,17 @@ class SignalCodec(Protocol):
     signal_report: str
     experiment_report: str
 
+    auto_batch: int  # signals coded together by default on a CPU (--batch_images 0); 1 = one by one
+
     def load(self, run_dir: Path) -> FittedSignal: ...
 
-    def encode(self, signal: FittedSignal, qcfg: QuantConfig, *, seed: int, progress: bool) -> tuple[bytes, dict]:
-        """The .inr bytes of signal.model (on its device) and the size record (encode_signal's)."""
+    def batch_key(self, signal: FittedSignal) -> Hashable:
+        """Signals of one experiment with equal keys can be coded together (encode with several)."""
+
+    def encode(self, signals: list[FittedSignal], qcfg: QuantConfig, *, seed: int,
+               progress: bool) -> list[tuple[bytes, dict]]:
+        """The .inr bytes of each signal's model (on its device) and its size record (encode_signals'),
+        the signals quantized together (one batch_key)."""
 
     def measure(self, data: bytes, signal: FittedSignal) -> tuple[dict, np.ndarray | None]:
         """Metrics of the decoded file and its picture (uint8 (H, W, C)) or None."""
@@ -101,19 +113,24 @@ def fill(template: str, values: dict) -> str:
     return template.format_map({k: _NotAvailable() if v is None else v for k, v in values.items()})
 
 
-def encode_signal(model: INR, coords: torch.Tensor, values: torch.Tensor, qcfg: QuantConfig, *, seed: int = 0,
-                  progress: bool = False, **header) -> tuple[bytes, dict]:
-    """compress_network on the model's device (coords, values: the signal the model was fitted to),
-    timed. header: compress_network's file fields (modality, height, width, rotated, reference).
-    Returns the file bytes and {encode_seconds, payload_bytes, step_size_bytes, container_bytes,
-    paper_bytes, coding_model} (seconds, bytes)."""
-    device = next(model.parameters()).device
+def encode_signals(models: list[INR], coords: torch.Tensor | list[torch.Tensor], values: list[torch.Tensor],
+                   qcfg: QuantConfig, *, seed: int = 0, progress: bool = False, **header) -> list[tuple[bytes, dict]]:
+    """compress_networks on the models' device (coords: shared, or one per model; values[n]: the
+    signal model n was fitted to; one model is coded alone, several together), timed. header:
+    compress_networks' file fields (modality, height, width, rotated (one per model), reference). Returns per model the file bytes
+    and {encode_seconds (the group's time / its size), payload_bytes, step_size_bytes,
+    container_bytes, paper_bytes, coding_model, coded_together} (seconds, bytes, the group's size)."""
+    device = next(models[0].parameters()).device
     started = time.perf_counter()
-    data, sizes = compress_network(model, coords.to(device), values.to(device), qcfg, seed=seed, progress=progress,
-                                   **header)
-    return data, {"encode_seconds": time.perf_counter() - started, "payload_bytes": sizes.payload_bytes,
-                  "step_size_bytes": sizes.step_size_bytes, "container_bytes": sizes.container_bytes,
-                  "paper_bytes": sizes.paper_bytes, "coding_model": sizes.coding_model}
+    coords = [c.to(device) for c in coords] if isinstance(coords, (list, tuple)) else coords.to(device)
+    coded = compress_networks(models, coords, [v.to(device) for v in values], qcfg, seeds=seed,
+                              progress=progress, **header)
+    seconds = (time.perf_counter() - started) / len(models)
+    return [(data, {"encode_seconds": seconds, "payload_bytes": sizes.payload_bytes,
+                    "step_size_bytes": sizes.step_size_bytes, "container_bytes": sizes.container_bytes,
+                    "paper_bytes": sizes.paper_bytes, "coding_model": sizes.coding_model,
+                    "coded_together": len(models)})
+            for data, sizes in coded]
 
 
 def plain_numbers(record: dict) -> dict:
@@ -141,19 +158,46 @@ def open_experiment(exp_dir: Path, codec_type: Callable[..., SignalCodec], flag_
     return CodedExperiment(exp_dir, train_flags, codec, runs)
 
 
-def quantize_run(experiment: CodedExperiment, run_dir: Path, qcfg: QuantConfig, flag_values: dict, *,
-                 device: torch.device, progress: bool = True) -> None:
-    """Compress one fitted signal (see the module docstring) and print its line."""
+def quantize_runs(experiment: CodedExperiment, run_dirs: list[Path], qcfg: QuantConfig, flag_values: dict, *,
+                  device: torch.device, batch: int = 1, progress: bool = True) -> None:
+    """Compress fitted signals of one experiment (see the module docstring), up to `batch` signals
+    with one codec.batch_key (and one architecture) quantized together, and print a line per signal."""
     exp_dir, codec = experiment.exp_dir, experiment.codec
     tag = f"{qcfg.code}_{qcfg.tag}"
-    metrics_path = run_dir / f"metrics_{tag}.yml"
-    if flag_values["skip_existing"] and metrics_path.is_file():
-        print(f"{exp_dir.name}/{run_dir.name}: {metrics_path.name} exists, skipped")
-        return
-    signal = codec.load(run_dir)
-    signal.model = signal.model.to(device)
-    data, sizes = codec.encode(signal, qcfg, seed=int(flag_values["seed"]),
-                               progress=progress and codec.quantization_progress)
+    pending = []
+    for run_dir in run_dirs:
+        if flag_values["skip_existing"] and (run_dir / f"metrics_{tag}.yml").is_file():
+            print(f"{exp_dir.name}/{run_dir.name}: metrics_{tag}.yml exists, skipped")
+        else:
+            pending.append(run_dir)
+    loaded: dict[Path, FittedSignal] = {}
+    for group in _coding_groups(codec, pending, batch, loaded):
+        signals = [loaded.pop(run_dir, None) or codec.load(run_dir) for run_dir in group]
+        for signal in signals:
+            signal.model = signal.model.to(device)
+        coded = codec.encode(signals, qcfg, seed=int(flag_values["seed"]),
+                             progress=progress and codec.quantization_progress)
+        for run_dir, signal, (data, sizes) in zip(group, signals, coded):
+            _write_and_measure(experiment, run_dir, signal, data, sizes, tag, flag_values)
+
+
+def _coding_groups(codec: SignalCodec, run_dirs: list[Path], batch: int,
+                   loaded: dict[Path, FittedSignal]) -> list[list[Path]]:
+    """The run folders to code together: one each without batching (each loaded when it is coded),
+    else, in run order, at most `batch` a group, of one architecture and codec.batch_key (the
+    signals loaded for that are kept in `loaded`)."""
+    if batch <= 1:
+        return [[run_dir] for run_dir in run_dirs]
+    groups: dict = {}
+    for run_dir in run_dirs:
+        signal = loaded[run_dir] = codec.load(run_dir)
+        groups.setdefault((representation_of(signal.model), codec.batch_key(signal)), []).append(run_dir)
+    return [members[i:i + batch] for members in groups.values() for i in range(0, len(members), batch)]
+
+
+def _write_and_measure(experiment: CodedExperiment, run_dir: Path, signal: FittedSignal, data: bytes, sizes: dict,
+                       tag: str, flag_values: dict) -> None:
+    exp_dir, codec = experiment.exp_dir, experiment.codec
     inr_path = run_dir / f"compressed_{tag}.inr"
     atomic_write_bytes(inr_path, data)
     # The numbers come from the file as it lies on disk, decoded from scratch.
@@ -163,8 +207,17 @@ def quantize_run(experiment: CodedExperiment, run_dir: Path, qcfg: QuantConfig, 
     quant_flags = {k: flag_values[k] for k in QUANT_KEYS}
     record = {**measured, **sizes, "file": inr_path.name, **signal.fields,
               **{f"train_{k}": v for k, v in experiment.train_flags.items()}, **quant_flags}
-    atomic_write_text(metrics_path, yaml.safe_dump(plain_numbers(record), sort_keys=True))
+    atomic_write_text(run_dir / f"metrics_{tag}.yml", yaml.safe_dump(plain_numbers(record), sort_keys=True))
     print(f"{exp_dir.name}/{run_dir.name}: {fill(codec.signal_report, record)} (decoded from {inr_path.name})")
+
+
+def batch_size_for(flag_values: dict, codec_type, device: torch.device) -> int:
+    """--batch_images: signals quantized together; 0 (auto) is the codec's auto_batch on a CPU
+    (benchmarks/encode_speed.py) and 1 on a GPU (not measured there)."""
+    requested = int(flag_values.get("batch_images", 0))
+    if requested >= 1:
+        return requested
+    return codec_type.auto_batch if device.type == "cpu" else 1
 
 
 def summarize_experiment(experiment: CodedExperiment, qcfg: QuantConfig) -> dict:
@@ -202,8 +255,13 @@ def quantize_experiments(flag_values: dict, codec_type: Callable[..., SignalCode
     folders = experiment_folders(Path(flag_values["exp_root"]), flag_values["exp_glob"], modality=codec_type.modality)
     experiments = [open_experiment(exp_dir, codec_type, flag_values) for exp_dir in folders]
     work = distributed.share([(e, run_dir) for e in experiments for run_dir in e.runs])
-    for experiment, run_dir in tqdm(work, desc="signals", unit="signal", disable=not progress):
-        quantize_run(experiment, run_dir, qcfg, flag_values, device=device, progress=progress)
+    batch = batch_size_for(flag_values, codec_type, device)
+    by_experiment: dict[int, tuple[CodedExperiment, list[Path]]] = {}
+    for experiment, run_dir in work:
+        by_experiment.setdefault(id(experiment), (experiment, []))[1].append(run_dir)
+    for experiment, run_dirs in tqdm(list(by_experiment.values()), desc="experiments", unit="exp",
+                                     disable=not progress):
+        quantize_runs(experiment, run_dirs, qcfg, flag_values, device=device, batch=batch, progress=progress)
     distributed.barrier()
     if not distributed.is_main():
         return []

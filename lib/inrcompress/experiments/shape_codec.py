@@ -21,7 +21,7 @@ import torch
 from inrcompress.codec.compress import QuantConfig, decode_network
 from inrcompress.codec.container import DecodeLimits
 from inrcompress.errors import InrError
-from inrcompress.experiments.quantize import FittedSignal, encode_signal, quantize_experiments
+from inrcompress.experiments.quantize import FittedSignal, encode_signals, quantize_experiments
 from inrcompress.experiments.runs import RESULT_FILE
 from inrcompress.experiments.shape_fit import preview_picture, shape_model_config
 from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
@@ -83,6 +83,7 @@ class ShapeCodec:
     result_keys = {key: key for key in SHAPE_RESULT_KEYS}
     per_signal_keys = SHAPE_RESULT_KEYS
     quantization_progress = True  # one shape takes minutes: show quantize_model's bars
+    auto_batch = 1  # hundreds of thousands of samples a shape: batching not measured faster
     description = ("inrcompress 3D shapes, {setting}, {code} coding; {count} shapes; bytes from the .inr files, "
                    "metrics of the decoded networks, averaged per shape; Chamfer: " + CHAMFER_CONVENTION)
     signal_report = "{bytes} bytes ({bits_per_vertex:.3f} bits/vertex), IoU {vol_iou:.2f} %, Chamfer {chamfer:.3g}"
@@ -100,10 +101,14 @@ class ShapeCodec:
         model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_DIR / BEST_FILE))
         return FittedSignal(run_dir.name, model, samples, {"chamfer_convention": CHAMFER_CONVENTION})
 
-    def encode(self, signal: FittedSignal, qcfg: QuantConfig, *, seed: int, progress: bool) -> tuple[bytes, dict]:
-        samples = signal.source
-        return encode_signal(signal.model, torch.from_numpy(samples.points), torch.from_numpy(samples.sdf[:, None]),
-                             qcfg, seed=seed, progress=progress, modality="shape")
+    def batch_key(self, signal: FittedSignal) -> int:
+        return len(signal.source.sdf)  # shapes with as many samples can be quantized together
+
+    def encode(self, signals: list[FittedSignal], qcfg: QuantConfig, *, seed: int,
+               progress: bool) -> list[tuple[bytes, dict]]:
+        return encode_signals([s.model for s in signals], [torch.from_numpy(s.source.points) for s in signals],
+                              [torch.from_numpy(s.source.sdf[:, None]) for s in signals], qcfg, seed=seed,
+                              progress=progress, modality="shape")
 
     def measure(self, data: bytes, signal: FittedSignal) -> tuple[dict, np.ndarray]:
         measured, surface = measure_decoded_shape(data, signal.source, self.resolution, self.seed)

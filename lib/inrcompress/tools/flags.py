@@ -154,8 +154,12 @@ def define_overfitting(fv: flags.FlagValues, *, dataset: str | None = "KODAK", e
 
 def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adaround_iterations: int = 1000,
                         code: str = "arithmetic", dataset: str = "KODAK", experiments: bool = True) -> None:
-    """Quantization flags; experiments=False leaves out exp_glob, dataset and skip_existing."""
+    """Quantization flags; experiments=False leaves out exp_glob, dataset, skip_existing and batch_images."""
     if experiments:
+        flags.DEFINE_integer("batch_images", 0, "Quantize up to this many signals of one experiment with the same "
+                             "size at once, as one stacked computation (results as one by one, up to float "
+                             "rounding). 0 = auto: 12 images on a CPU (measured faster, benchmarks/encode_speed.py), "
+                             "shapes and GPUs one by one.", lower_bound=0, flag_values=fv)
         flags.DEFINE_string("exp_glob", "*", "Glob (not regex) of experiment folders under exp_root.",
                             flag_values=fv)
         flags.DEFINE_string("dataset", dataset, "Dataset folder under data_root with the original images.",
