@@ -49,6 +49,7 @@ def plot(results: dict, out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from inrcompress.evaluate.plots import save_figure
 
@@ -71,6 +72,7 @@ def plot(results: dict, out: Path) -> Path:
                     axis.plot([r["bytes"] for r in ours], [r[key] for r in ours], marker,
                               label=f"ours (neural SDF), {bits} bit, widths {'/'.join(str(r['width']) for r in ours)}")
             axis.set_xscale("log")
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
             if key == "chamfer":
                 axis.set_yscale("log")
             axis.set_xlabel("bytes of the file")
