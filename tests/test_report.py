@@ -1,6 +1,7 @@
 """evaluate.py report: the HTML page with RD plots, BD-rates, the per-image table and decoded crops,
-built from real .inr files (the golden v1 images) and real codec curves; opened in headless Chromium
-where it is installed (Debian package `chromium`), which must load every picture."""
+built from real .inr files (encode.py on two tiny photographs, a quick fit) and real codec curves;
+opened in headless Chromium where it is installed (Debian package `chromium`), which must load every
+picture."""
 
 from __future__ import annotations
 
@@ -19,31 +20,33 @@ from inrcompress.tools.evaluate import _decode_inr_file, main
 
 from .conftest import photo_crop
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "v1"
-TAG = "arithmetic_golden"
-# the golden images and the crops they were made from (tests/golden/README.md)
-IMAGES = {"astronaut": ("image_landscape_arith", (24, 32)), "chelsea": ("image_portrait_arith", (32, 20))}
+TAG = "arithmetic_bw8_quick"
+IMAGES = {"astronaut": (24, 32), "chelsea": (32, 20)}  # a landscape and a portrait (height, width)
+# encode.py's quick fit: the whole pipeline on a tiny image in about a second
+QUICK = ["--epochs=30", "--hidden_dims=8", "--hidden_layers=1", "--ff_dims=4", "--adaround_iterations=5",
+         "--retrain_epochs=5", "--device=cpu"]
 
 
 def make_experiment(root: Path) -> tuple[Path, Path]:
-    """data_root/TINY with the two originals, and one experiment holding their golden .inr files and
-    the results file measured by decoding them; returns (data_root, results file)."""
-    data, exp = root / "data" / "TINY", root / "exp" / "TINY_golden"
+    """data_root/TINY with the two originals, and one experiment holding their .inr files (encode.py)
+    and the results file measured by decoding them; returns (data_root, results file)."""
+    from inrcompress.tools.encode import main as encode_main
+
+    data, exp = root / "data" / "TINY", root / "exp" / "TINY_quick"
     data.mkdir(parents=True)
     per_image = {}
-    for name, (golden, (height, width)) in IMAGES.items():
+    for name, (height, width) in IMAGES.items():
         original = photo_crop(name, height, width)
         Image.fromarray(original).save(data / f"{name}.png")
         (exp / name).mkdir(parents=True)
         inr = exp / name / f"compressed_{TAG}.inr"
-        shutil.copy(GOLDEN / f"{golden}.inr", inr)
+        assert encode_main([str(data / f"{name}.png"), str(inr), *QUICK]) == 0
         decoded = _decode_inr_file(inr)
-        assert np.array_equal(decoded, np.load(GOLDEN / f"{golden}_decoded.npy"))
         metrics = image_metrics(decoded / 255.0, original / 255.0)
         per_image[name] = {**metrics, "bpp": 8 * inr.stat().st_size / (height * width)}
     mean = {key: float(np.mean([row[key] for row in per_image.values()])) for key in ("bpp", "psnr", "ms_ssim")}
     results = exp / f"results_{TAG}.json"
-    results.write_text(json.dumps({"name": "golden", "results": {"bpp": mean["bpp"], "psnr-rgb": mean["psnr"],
+    results.write_text(json.dumps({"name": "quick", "results": {"bpp": mean["bpp"], "psnr-rgb": mean["psnr"],
                                                                 "ms-ssim-rgb": mean["ms_ssim"]},
                                    "per_image": per_image}))
     return root / "data", results
@@ -71,7 +74,7 @@ def report(tmp_path_factory) -> Path:
                  "--codecs=jpeg,webp", "--jpeg_qualities=5,30,70,95", "--webp_qualities=5,30,70,95"]) == 0
     out = root / "report"
     assert main(["report", str(results), f"--codecs={codecs_dir}", f"--data_root={data_root}", "--dataset=TINY",
-                 f"--out={out}", "--crop_images=2", "--crop_size=16", "--title=golden files"]) == 0
+                 f"--out={out}", "--crop_images=2", "--crop_size=16", "--title=quick fits"]) == 0
     return out
 
 
@@ -83,12 +86,12 @@ def test_report_page_holds_the_plot_the_tables_and_the_crops(report):
     # per image: the original, our decoded file and the two codecs
     crops = [p for p in pictures if p.startswith("crop_")]
     assert len(crops) == 2 * 4 and all((report / p).is_file() for p in crops)
-    for name, (golden, (height, width)) in IMAGES.items():
+    for name, (height, width) in IMAGES.items():
         with Image.open(report / f"crop_{name}_0.png") as original:
             assert original.size == (min(16, width), min(16, height))
             assert original.size == Image.open(report / f"crop_{name}_1.png").size
-    # our crop is cut from the golden decoded pixels
-    decoded = np.load(GOLDEN / "image_landscape_arith_decoded.npy")
+    # our crop is cut from what the .inr file decodes to
+    decoded = _decode_inr_file(report.parent / "exp" / "TINY_quick" / "astronaut" / f"compressed_{TAG}.inr")
     ours = np.asarray(Image.open(report / "crop_astronaut_1.png"))
     assert any(np.array_equal(decoded[y:y + 16, x:x + 16], ours) for y in range(0, 9) for x in range(0, 17))
     assert page.count("<tr>") >= 1 + 2  # the per-image table: a header and both images
