@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
-	VENV=$(VENV) EXTRAS=test,plot,shapes ./scripts/bootstrap.sh
+	VENV=$(VENV) EXTRAS=test,plot,shapes,codecs ./scripts/bootstrap.sh
 	touch $@
 
 demo: setup
