@@ -17,6 +17,7 @@ from PIL import Image
 
 from inrcompress.fit import distributed
 from inrcompress.tools.overfit_inr import main as overfit_main
+from inrcompress.tools.overfit_meta_siren import main as overfit_meta_main
 from inrcompress.tools.quantize_and_test import main as quantize_main
 from inrcompress.tools.train_meta_siren import main as train_meta_main
 
@@ -198,6 +199,21 @@ def test_two_rank_meta_training_equals_one_process(tmp_path):
     # rank 0 wrote the files; the other rank's scratch folder is gone
     assert sorted(p.name for p in ranks.iterdir()) == sorted(p.name for p in single.iterdir())
     assert yaml.safe_load((ranks / "FLAGS.yml").read_text())["maml_batch_size"] == 4
+
+    # overfitMetaSiren from the one-process init: 2 ranks fit what one process fits
+    fit_folder = data_root / "FIT"
+    fit_folder.mkdir()
+    for name in ("astronaut", "chelsea", "rocket"):
+        Image.fromarray(photo_crop(name, 16, 20)).save(fit_folder / f"{name}.png")
+    shutil.copytree(tmp_path / "single" / "maml", tmp_path / "fit_ranks" / "maml")
+    fit = [*(f for f in flags if not f.startswith("--maml_val_every")), "--dataset=FIT", "--epochs=20",
+           "--batch_images=1", "--epochs_til_ckpt=10"]
+    assert overfit_meta_main([*fit, f"--exp_root={tmp_path / 'single'}"], show_progress=False) == 0
+    out = torchrun("overfitMetaSiren.py", [*fit, f"--exp_root={tmp_path / 'fit_ranks'}"]).stdout
+    assert "[rank 1/2] chelsea: " in out
+    [one] = (tmp_path / "single").glob("FIT_*")
+    [two] = (tmp_path / "fit_ranks").glob("FIT_*")
+    assert json.loads((one / "result.json").read_text()) == json.loads((two / "result.json").read_text())
 
 
 SLURM = REPO / "examples" / "slurm"
