@@ -142,7 +142,7 @@ def test_adaround_gradient_is_autograds(activation, beta, grid):
     idx = torch.randperm(42, generator=gen)[:30]
     act = {"sine": lambda z: torch.sin(30 * z), "relu": torch.relu, None: None}[activation]
     inputs = quant_batched.GridInputs.of(features, (6, 7)) if grid else quant_batched.RowInputs(features)
-    explicit = quant_batched.adaround_gradient(v, floor, base, bias, steps32, qmin, qmax, inputs, idx, target[:, idx],
+    explicit = quant_batched.adaround_gradient(v, floor, base, bias, steps32, qmin, qmax, inputs, idx, target,
                                                act, beta, 1e-2)
     leaf = v.clone().requires_grad_(True)
     h = quant.rectified_sigmoid(leaf)
@@ -207,7 +207,23 @@ def test_quantize_loop_batched_matches_one_by_one(tmp_path):
         [summaries[batch]] = run_quantize_and_test({**flags, "batch_images": batch}, progress=False)
         metrics = yaml.safe_load(next(exp_root.glob("*/astronaut/metrics_*.yml")).read_text())
         assert metrics["coded_together"] == (1 if batch == 1 else 4)
+    # the decoder's multiply-accumulates per pixel: 18 encoded inputs -> 12 -> 12 -> 3
+    assert summaries[0]["results"]["decoder_mac_per_pixel"] == 18 * 12 + 12 * 12 + 12 * 3
     for name, one in summaries[1]["per_image"].items():
         together = summaries[0]["per_image"][name]
         assert together["psnr"] == pytest.approx(one["psnr"], abs=0.02)
         assert together["bytes"] == pytest.approx(one["bytes"], abs=2)
+
+
+@pytest.mark.parametrize("activation", ["sine", "relu"])
+def test_blocked_render_is_the_module_on_every_row(monkeypatch, activation):
+    from inrcompress.codec.representations import siren
+
+    model = INR(ModelConfig(hidden_dims=9, hidden_layers=2, ff_dims=3, activation=activation))
+    coords = coordinate_grid((13, 11))
+    with torch.no_grad():
+        whole = model(coords)
+    for block, smallest in ((32, 16), (40, 64)):  # 143 rows: the last 15 (23) join the block before
+        monkeypatch.setattr(siren, "RENDER_BLOCK_ROWS", block)
+        monkeypatch.setattr(siren, "RENDER_MIN_BLOCK_ROWS", smallest)
+        assert torch.equal(representation_of(model).render(model, coords), whole)

@@ -139,7 +139,6 @@ class RowInputs:
 
     def __init__(self, x: torch.Tensor):
         self.x = x
-        self.rows = x.shape[-2]
 
     def linear(self, idx: torch.Tensor | None, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """x[idx] W^T + b, (N, B, out); keeps the gathered rows for weight_grad."""
@@ -159,7 +158,6 @@ class GridInputs:
     def __init__(self, rows: torch.Tensor, cols: torch.Tensor):
         self.grid_rows, self.grid_cols = rows, cols
         self.width = cols.shape[0]
-        self.rows = rows.shape[0] * self.width
 
     @classmethod
     def of(cls, x: torch.Tensor, grid_shape: tuple[int, int] | None) -> GridInputs | None:
@@ -233,7 +231,7 @@ def adaround_stacked(residual: torch.Tensor, base: torch.Tensor, bias: torch.Ten
     optimizer = torch.optim.Adam([v], lr=ADAROUND_LR)
     for t in range(iterations):
         idx = rows.draw()
-        v.grad = adaround_gradient(v, floor, base, bias, steps32, qmin, qmax, inputs, idx, _gather(target, idx),
+        v.grad = adaround_gradient(v, floor, base, bias, steps32, qmin, qmax, inputs, idx, target,
                                    activation, beta_schedule(t, iterations), reg)
         optimizer.step()
     up = (v >= 0).to(torch.float32)
@@ -245,10 +243,11 @@ def adaround_gradient(v: torch.Tensor, floor: torch.Tensor, base: torch.Tensor, 
                       idx: torch.Tensor | None, target: torch.Tensor,
                       activation: Callable[[torch.Tensor], torch.Tensor] | None, beta: float | None,
                       reg: float) -> torch.Tensor:
-    """The gradient with respect to V (N, out, in) of each signal's AdaRound loss on the rows idx:
-    mean((activation(x W^T + bias) - target)^2) + reg * sum(1 - |2h - 1|^beta) (no regulariser when
-    beta is None), W = base + clamp(floor + h(V), qmin, qmax) * step, h the rectified sigmoid. What
-    autograd gives for that loss, up to float rounding (tests/test_quant_batched.py)."""
+    """The gradient with respect to V (N, out, in) of each signal's AdaRound loss on the rows idx of
+    the inputs and of target (N, P, out): mean((activation(x W^T + bias) - target)^2)
+    + reg * sum(1 - |2h - 1|^beta) (no regulariser when beta is None), W = base + clamp(floor + h(V),
+    qmin, qmax) * step, h the rectified sigmoid. What autograd gives for that loss, up to float
+    rounding (tests/test_quant_batched.py)."""
     sig = torch.sigmoid(v)
     span = ZETA - GAMMA
     pre_h = sig * span + GAMMA
@@ -256,16 +255,18 @@ def adaround_gradient(v: torch.Tensor, floor: torch.Tensor, base: torch.Tensor, 
     level = floor + h
     w = base + level.clamp(qmin, qmax) * steps32
     z = inputs.linear(idx, w, bias)
+    wanted = _gather(target, idx)
     if activation is None:
-        dz = z.sub_(target)
+        dz = z.sub_(wanted)
     else:
         z.requires_grad_(True)
         with torch.enable_grad():
             out = activation(z)
-        (dz,) = torch.autograd.grad(out, z, grad_outputs=out.detach() - target)
+        (dz,) = torch.autograd.grad(out, z, grad_outputs=out.detach() - wanted)
+    grad_w = inputs.weight_grad(idx, dz)
     # d mean((out - t)^2) / dW = 2 / (B * out) * dz^T x, per signal
-    grad_w = inputs.weight_grad(idx, dz).mul_(2.0 / (dz.shape[1] * dz.shape[2]))
-    grad_h = grad_w.mul_(steps32).mul_(((level >= qmin) & (level <= qmax)).to(torch.float32))
+    grad_h = grad_w.mul_(2.0 / (dz.shape[1] * dz.shape[2])).mul_(steps32)
+    grad_h.mul_(((level >= qmin) & (level <= qmax)).to(torch.float32))
     if beta is not None and reg > 0:
         centred = 2.0 * h - 1.0
         # d/dh reg * (1 - |2h - 1|^beta) = -2 reg beta |2h - 1|^(beta - 1) sign(2h - 1)
@@ -362,10 +363,9 @@ def qat_chunk_rows(device: torch.device, n_signals: int) -> int:
     and their derivatives) dominate a step and run fastest while a chunk's activations of all signals
     stay in the cache: about QAT_CPU_CHUNK_ROWS rows in all (measured, benchmarks/encode_speed.py); a
     GPU takes CHUNK_ROWS."""
-    import os
     if device.type != "cpu":
         return CHUNK_ROWS
-    return max(256, int(os.environ.get("QCHUNK", QAT_CPU_CHUNK_ROWS)) // n_signals)
+    return max(256, QAT_CPU_CHUNK_ROWS // n_signals)
 
 
 def _retrain_stacked(forward, ints: list[torch.Tensor], steps: list[list[float]], refs: list[torch.Tensor],

@@ -88,8 +88,10 @@ class ImageCodec:
 
     modality = "image"
     result_keys = {"bpp": "bpp", "bpp_payload": "bpp_payload", "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim",
-                   "ssim": "ssim", "encoding_time": "encode_seconds", "decoding_time": "decode_seconds"}
-    per_signal_keys = ("bpp", "bpp_payload", "bytes", "psnr", "ssim", "ms_ssim", "encode_seconds", "decode_seconds")
+                   "ssim": "ssim", "encoding_time": "encode_seconds", "decoding_time": "decode_seconds",
+                   "decoder_mac_per_pixel": "decoder_macs_per_point"}
+    per_signal_keys = ("bpp", "bpp_payload", "bytes", "psnr", "ssim", "ms_ssim", "encode_seconds", "decode_seconds",
+                       "decoder_macs_per_point", "coded_together")
     quantization_progress = False  # many small images: one bar over them
     auto_batch = AUTO_CPU_BATCH_IMAGES
     description = ("inrcompress, {setting}, {code} coding; {count} images; "

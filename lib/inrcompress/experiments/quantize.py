@@ -206,6 +206,7 @@ def _write_and_measure(experiment: CodedExperiment, run_dir: Path, signal: Fitte
         save_png(run_dir / f"compressed_{tag}.png", picture)
     quant_flags = {k: flag_values[k] for k in QUANT_KEYS}
     record = {**measured, **sizes, "file": inr_path.name, **signal.fields,
+              "decoder_macs_per_point": representation_of(signal.model).macs_per_point(),
               **{f"train_{k}": v for k, v in experiment.train_flags.items()}, **quant_flags}
     atomic_write_text(run_dir / f"metrics_{tag}.yml", yaml.safe_dump(plain_numbers(record), sort_keys=True))
     print(f"{exp_dir.name}/{run_dir.name}: {fill(codec.signal_report, record)} (decoded from {inr_path.name})")

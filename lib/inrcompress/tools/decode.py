@@ -14,7 +14,6 @@ from absl import flags
 from inrcompress.codec.compress import decode_image
 from inrcompress.codec.container import read_inr_file_bytes
 from inrcompress.errors import InrError
-from inrcompress.fit.train import load_checkpoint
 from inrcompress.signals.image import save_png
 from inrcompress.tools import flags as inr_flags
 
@@ -40,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         if fv.init:
             if not Path(fv.init).is_file():
                 raise InrError(f"init not found: {fv.init}")
+            from inrcompress.fit.train import load_checkpoint  # only residual files need it: not at start-up
+
             reference = load_checkpoint(Path(fv.init))
         started = time.perf_counter()
         data = read_inr_file_bytes(source)
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         except InrError as e:
             raise type(e)(f"{source}: {e}") from None
         save_png(target, picture)
+        macs = header.representation.macs_per_point()
         print(f"{target}: {picture.shape[1]}x{picture.shape[0]}, {len(data)} bytes, "
               f"{8 * len(data) / (header.width * header.height):.4f} bpp, "
-              f"decoded in {time.perf_counter() - started:.2f} s")
+              f"decoded in {time.perf_counter() - started:.2f} s"
+              + (f", {macs} MAC/pixel" if macs is not None else ""))
     return inr_flags.run_tool(body, argv)

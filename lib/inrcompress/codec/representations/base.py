@@ -140,6 +140,15 @@ class Representation(ABC):
         representation is one (AdaRound needs it); None otherwise."""
         return None
 
+    def macs_per_point(self) -> int | None:
+        """Multiply-accumulates of the decoder's matrix products per rendered point (pixel): for a
+        chain of linear layers the sum of their in x out; None where the representation has none."""
+        layers = self.linear_layers()
+        if not layers:
+            return None
+        specs = self.tensor_specs()
+        return sum(specs[layer.weight].numel for layer in layers)
+
     # -- the torch module --------------------------------------------------------------------------
 
     @abstractmethod
