@@ -14,7 +14,6 @@ CPU seconds, best of --repeats. Also the decoder's multiply-accumulates per pixe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -26,7 +25,7 @@ import torch
 
 from inrcompress.codec.compress import QuantConfig, compress_network, decode_network, render_image
 from inrcompress.codec.container import read_inr
-from inrcompress.config import ModelConfig
+from inrcompress.config import ModelConfig, write_json
 from inrcompress.nn import INR
 from inrcompress.signals.image import coordinate_grid, image_to_values, load_image, save_png
 
@@ -86,7 +85,7 @@ def main() -> None:
     parser.add_argument("--fit_steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--work", default="/tmp/decode_speed")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="the JSON report (default: WORK/decode_speed.json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = Path(args.work)
@@ -116,9 +115,9 @@ def main() -> None:
               f"{row['png_cpu']:.3f} s, total {row['total_cpu']:.3f} s CPU ({row['total_wall']:.3f} s wall); "
               f"decode.py process {row['process_cpu']:.2f} s CPU ({row['process_wall']:.2f} s wall)", flush=True)
     report["load_after"] = os.getloadavg()
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=1))
+    out = Path(args.out or work / "decode_speed.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"written: {write_json(out, report)}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from inrcompress.config import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 PATHS = {"one_by_one": ["--batch_images=1"], "batched": ["--batch_images=0"]}
 
@@ -134,7 +136,7 @@ def main() -> None:
     report["load_after"] = os.getloadavg()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=1))
+        print(f"written: {write_json(args.out, report)}")
 
 
 if __name__ == "__main__":
