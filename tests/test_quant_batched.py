@@ -83,6 +83,15 @@ def test_each_network_quantized_together_equals_it_quantized_alone(three, bitwid
         assert all(np.array_equal(x, y) for x, y in zip(a.symbols, b.symbols))
 
 
+def test_a_group_beyond_the_row_budget_is_coded_in_parts(three, monkeypatch):
+    models, features, targets = three
+    whole = quant_batched.quantize_models(models, features, targets, 6, seeds=[0, 1, 2], **FAST)
+    monkeypatch.setattr(quant_batched, "MAX_STACKED_ROWS", 2 * H * W)  # two signals a group: 2 + 1
+    parts = quant_batched.quantize_models(models, features, targets, 6, seeds=[0, 1, 2], **FAST)
+    for model, target, a, b in zip(models, targets, whole, parts):
+        _assert_same(a, b, model, features, target)
+
+
 def test_references_and_per_signal_features_are_per_network(three):
     models, features, targets = three
     reference = {k: v * 0.9 for k, v in models[2].state_dict().items()}

@@ -61,6 +61,9 @@ from inrcompress.nn import separable_grid_features
 
 
 QAT_CPU_CHUNK_ROWS = 8192
+# At most this many data rows of all signals quantized together (AdaRound caches a few activations of
+# every row: 2^21 rows at width 64 are 0.5 GB each); more signals are coded in groups of that size.
+MAX_STACKED_ROWS = 1 << 21
 
 
 def _steps_tensor(steps: Sequence[float], like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -445,7 +448,8 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
     features: the representation's inputs, one tensor shared by every model (signals on one grid)
     or one per model; targets: one per model. Every signal must have the same number of rows.
     references: None, or one theta_0 (or None) per model; seeds: one int, or one per model (seeds
-    AdaRound's rows, as quantize_model's seed). grid_shape: (h, w) when the rows are a row-major
+    AdaRound's rows, as quantize_model's seed); signals beyond MAX_STACKED_ROWS rows in all are
+    coded in several groups (the same results). grid_shape: (h, w) when the rows are a row-major
     h x w pixel grid; with shared features that split into row and column parts the first layer of
     retraining then runs per grid row and column. Other arguments as quantize_model.
     """
@@ -457,6 +461,16 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
     if not adaround_reg >= 0 or not retrain_lr >= 0:
         raise InrError("adaround_reg and retrain_lr must be >= 0")
     n_models = len(models)
+    rows_each = max(1, torch.as_tensor(targets[0]).numel() // max(1, torch.as_tensor(targets[0]).shape[-1]))
+    per_group = max(1, MAX_STACKED_ROWS // rows_each)
+    if n_models > per_group:  # the signals are independent: code them in groups that fit in memory
+        slices = [slice(k, k + per_group) for k in range(0, n_models, per_group)]
+        pick = lambda value, part: value[part] if isinstance(value, (list, tuple)) else value  # noqa: E731
+        return [qt for part in slices for qt in quantize_models(
+            models[part], pick(features, part), targets[part], bitwidth, adaround=adaround,
+            adaround_iterations=adaround_iterations, adaround_reg=adaround_reg, retrain=retrain,
+            retrain_epochs=retrain_epochs, retrain_lr=retrain_lr, references=pick(references, part),
+            seeds=pick(seeds, part), grid_shape=grid_shape, progress=progress)]
     declared = [_declared(m) for m in models]
     rep = declared[0][0]
     if any(r != rep for r, _ in declared):
