@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def test_batched_groups_from_each_share_and_quantization(four_images, tmp_path):
     results file as one process quantizing the same fits."""
     assert overfit_main(fit_args(four_images, tmp_path / "single"), show_progress=False) == 0
     out = torchrun("overfitINR.py", fit_args(four_images, tmp_path / "ranks")).stdout
-    assert "[rank 1/2] chelsea: " in out and "(2 at once)" in out  # chelsea and rocket: one batch on rank 1
+    assert re.search(r"\[rank 1/2\] chelsea: .*\b2 (images )?at once", out), out  # with rocket, on rank 1
     single, ranks = experiment(tmp_path / "single"), experiment(tmp_path / "ranks")
     assert_same_states(best_states(single), best_states(ranks), rtol=1e-4, atol=1e-5)
 
@@ -137,7 +138,9 @@ def test_batched_groups_from_each_share_and_quantization(four_images, tmp_path):
     [single_file] = experiment(tmp_path / "single").glob("results_*.json")
     ranks_file = ranks / single_file.name
     a, b = (json.loads(f.read_text()) for f in (single_file, ranks_file))
-    drop_times = lambda r: {n: {k: v for k, v in m.items() if "time" not in k and "seconds" not in k}  # noqa: E731
+    # the codes are equal; timings and how many were coded at once (the share's grouping) may differ
+    drop_times = lambda r: {n: {k: v for k, v in m.items()  # noqa: E731
+                                if "time" not in k and "seconds" not in k and k != "coded_together"}
                             for n, m in r["per_image"].items()}
     assert drop_times(a) == drop_times(b) and len(b["per_image"]) == 4
 

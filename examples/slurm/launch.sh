@@ -31,6 +31,9 @@ if [[ "$DISTRIBUTED_TOOLS" == *" $tool "* ]]; then
   else
     head_node=localhost
   fi
+  # a fresh store for every restart of the group: the shared one keeps a failed attempt's keys,
+  # which the ranks of different nodes cannot tell apart (fit/distributed.py, _fresh_store)
+  export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1
   # one rendezvous per tool run: the id is made here, once, and is the same on every node
   rdzv_id="${SLURM_JOB_ID:-local}-$tool-$(date +%s%N)"
   command=(srun --nodes "$nodes" --ntasks "$nodes" --ntasks-per-node 1 --kill-on-bad-exit=1

@@ -28,7 +28,8 @@ files (result.json, results_*.json) by rank 0 alone, after barrier(), from the p
 Faults: torchrun --max_restarts K restarts every rank of the group when one fails. The restarted
 ranks list the unfinished work again (a finished signal is skipped, a half-fitted one resumes from
 its checkpoint), share it and meet at the same barriers as before, so no barrier waits for a rank
-that is not coming. The exp_root must be a folder every node sees (a shared file system).
+that is not coming (and each attempt keys its own entries of torchrun's store: _fresh_store). The
+exp_root must be a folder every node sees (a shared file system).
 
 Test hook (tests/test_distributed.py): with INRCOMPRESS_TEST_KILL="R:S" in the environment, rank R
 kills itself with SIGKILL right after its S-th fit step (counted over every fit of the process),
@@ -103,11 +104,27 @@ def join(device: str) -> str:
             torch.cuda.set_device(me.local_rank)
         backend = "cpu:gloo,cuda:nccl" if cuda and dist.is_nccl_available() else "gloo"
         if not dist.is_initialized():
-            dist.init_process_group(backend)
+            dist.init_process_group(backend, **_fresh_store(me))
         _barrier_group = dist.new_group(backend="gloo", timeout=BARRIER_TIMEOUT)
         atexit.register(_leave)
         sys.stdout = _LinePrefixed(sys.stdout, f"[rank {me.rank}/{me.world_size}] ")
     return device
+
+
+def _fresh_store(me: Ranks) -> dict:
+    """init_process_group's store arguments that keep a restarted group off the keys of a failed
+    attempt. torchrun's c10d rendezvous shares one store between its attempts, so a restarted rank
+    can read what a dead rank of the failed attempt wrote there (its gloo address: the connection is
+    refused, or a barrier passes or waits wrongly). On one node every rank sees the same
+    TORCHELASTIC_RESTART_COUNT, so a key prefix per attempt separates them. Across nodes the counts
+    differ (each agent counts its own restarts): there torchrun must run with
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (a fresh store per attempt; examples/slurm/launch.sh sets it)."""
+    env = os.environ
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or int(env.get("LOCAL_WORLD_SIZE", 0)) != me.world_size:
+        return {}
+    shared = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), me.world_size, is_master=False)
+    store = dist.PrefixStore(f"inrcompress/attempt_{env.get('TORCHELASTIC_RESTART_COUNT', '0')}/", shared)
+    return {"store": store, "rank": me.rank, "world_size": me.world_size}
 
 
 def _leave() -> None:
