@@ -135,3 +135,55 @@ def test_adaround_improves_on_nearest(fitted, bitwidth):
     # AdaRound keeps the weight steps (up to the round trip of AIMET's encodings file) and changes integers
     assert rounded.steps[0::2] == pytest.approx(nearest.steps[0::2], rel=1e-6)
     assert any(not torch.equal(a, b) for a, b in zip(rounded.ints[0::2], nearest.ints[0::2]))
+
+
+# ---- quantize_and_test.py --quantizer aimet: the tool path -------------------------------------------------
+
+
+def _fit_tiny_experiment(data_root, exp_root):
+    from inrcompress.tools.overfit_inr import main as overfit_main
+
+    assert overfit_main([f"--data_root={data_root}", "--dataset=TINY", f"--exp_root={exp_root}", "--epochs=60",
+                         "--hidden_dims=12", "--hidden_layers=1", "--device=cpu"]) == 0
+
+
+def _quantize_tool(data_root, exp_root, *extra):
+    from inrcompress.tools.quantize_and_test import main as quantize_main
+
+    return quantize_main([f"--data_root={data_root}", "--dataset=TINY", f"--exp_root={exp_root}", "--exp_glob=*",
+                          "--device=cpu", "--adaround_iterations=20", "--retrain_epochs=3", "--bitwidth=8", *extra])
+
+
+@pytest.mark.skipif(aimet_available(), reason="aimet-torch imports here: the missing-AIMET error cannot occur")
+def test_quantize_tool_without_aimet_stops_before_any_work_with_the_setup_command(tiny_dataset, tmp_path, capsys):
+    exp_root = tmp_path / "exp"
+    _fit_tiny_experiment(tiny_dataset, exp_root)
+    capsys.readouterr()
+    assert _quantize_tool(tiny_dataset, exp_root, "--quantizer=aimet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "make setup-aimet" in err[0]
+    assert not list(exp_root.glob("*/*/compressed_*.inr"))
+
+
+@pytest.mark.aimet
+@requires_aimet
+def test_quantize_tool_with_aimet_writes_files_that_decode_to_the_reported_psnr(tiny_dataset, tmp_path):
+    import yaml
+    from PIL import Image
+
+    from inrcompress.evaluate.metrics import psnr
+    from inrcompress.tools.decode import main as decode_main
+
+    exp_root = tmp_path / "exp"
+    _fit_tiny_experiment(tiny_dataset, exp_root)
+    assert _quantize_tool(tiny_dataset, exp_root, "--quantizer=aimet") == 0
+    files = sorted(exp_root.glob("*/*/compressed_*_aimet.inr"))
+    assert len(files) == 2
+    for inr in files:
+        metrics = yaml.safe_load(inr.with_name(inr.name.replace("compressed_", "metrics_")[:-4] + ".yml").read_text())
+        out = tmp_path / f"{inr.parent.name}.png"
+        assert decode_main([str(inr), str(out)]) == 0
+        stem = inr.parent.name
+        source = next((tiny_dataset / "TINY").glob(f"{stem}.*"))
+        original = np.asarray(Image.open(source).convert("RGB"))
+        assert psnr(np.asarray(Image.open(out)) / 255.0, original / 255.0) == metrics["psnr"]

@@ -15,7 +15,7 @@ import torch
 from inrcompress.codec.entropy import METHODS
 from inrcompress.codec.container import DecodeLimits, InrHeader, InrSizes, encode_inr, read_inr
 from inrcompress.codec.quant import QuantizedTensors, load_quantized
-from inrcompress.codec.quant_batched import quantize_models
+from inrcompress.codec.quantizers import QUANTIZERS, check_quantizer
 from inrcompress.codec.representations import representation_of
 from inrcompress.codec.representations.base import RENDER_CHUNK_ROWS, Representation
 from inrcompress.errors import CorruptFileError, InrError
@@ -35,12 +35,14 @@ class QuantConfig:
     retrain_epochs: int = 300
     retrain_lr: float = 1e-6
     code: str = "arithmetic"
+    quantizer: str = "native"  # an entry of codec.quantizers.QUANTIZERS
 
     def __post_init__(self):
         if not 2 <= self.bitwidth <= 16:
             raise InrError(f"bitwidth must be in 2..16, got {self.bitwidth}")
         if self.code not in METHODS:
             raise InrError(f"code must be one of {', '.join(METHODS)}, got {self.code!r}")
+        check_quantizer(self.quantizer)
 
     @property
     def tag(self) -> str:
@@ -51,6 +53,8 @@ class QuantConfig:
             name += f"_adaround_iter_{self.adaround_iterations}_adaround_reg_{float(self.adaround_reg)}"
         if self.retrain:
             name += f"_retrain_epochs{self.retrain_epochs}_retrain_lr{float(self.retrain_lr)}"
+        if self.quantizer != "native":  # the paper's names stay those of the default quantizer
+            name += f"_{self.quantizer}"
         return name
 
     @classmethod
@@ -103,11 +107,8 @@ def compress_networks(models: list[torch.nn.Module], coords: torch.Tensor | list
         features = features[0]  # one encoding of the coordinates serves every network
     rows = per_signal[0].shape[0]
     grid_shape = (height, width) if height and width and height * width == rows else None
-    quantized = quantize_models(
-        models, features, values, qcfg.bitwidth, adaround=qcfg.adaround,
-        adaround_iterations=qcfg.adaround_iterations, adaround_reg=qcfg.adaround_reg, retrain=qcfg.retrain,
-        retrain_epochs=qcfg.retrain_epochs, retrain_lr=qcfg.retrain_lr, references=reference, seeds=seeds,
-        grid_shape=grid_shape, progress=progress)
+    quantized = QUANTIZERS[qcfg.quantizer](models, features, values, qcfg, references=reference, seeds=seeds,
+                                           grid_shape=grid_shape, progress=progress)
     rotated = rotated if rotated is not None else [False] * len(models)
     hash_of_init = init_hash(reference, representation)
     return [encode_inr(InrHeader(modality=modality, height=height, width=width, rotated=turned,

@@ -15,6 +15,7 @@ from typing import Callable
 
 from absl import flags
 
+from inrcompress.codec.quantizers import QUANTIZERS
 from inrcompress.codec.container import DEFAULT_MAX_PARAMETERS, DEFAULT_MAX_PIXELS, MAX_PARAMETERS, MAX_PIXELS, DecodeLimits
 from inrcompress.codec.entropy import METHODS
 from inrcompress.fit.meta import LR_TYPES
@@ -180,6 +181,9 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_enum("code", code, list(METHODS), "Lossless coder of the quantized weights.",
                       flag_values=fv)
+    flags.DEFINE_enum("quantizer", "native", list(QUANTIZERS), "Who computes steps, AdaRound and retraining: native "
+                      "(this toolkit) or aimet (the paper's aimet-torch; needs `make setup-aimet` and "
+                      ".venv-aimet/bin/python). The file and its decoding are the same either way.", flag_values=fv)
 
 
 def define_decode_limits(fv: flags.FlagValues, *, images: bool = True) -> None:

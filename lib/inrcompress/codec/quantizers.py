@@ -1,0 +1,66 @@
+"""The quantizers a QuantConfig can name (`--quantizer`): each turns N fitted networks of one
+representation into one QuantizedTensors per network (integer symbols and float32 step sizes of the
+representation's declared tensors), which the coder and the .inr writer take from there.
+
+- "native": this toolkit's step search, AdaRound and quantization-aware retraining, batched over
+  the networks (quant_batched.quantize_models; the default).
+- "aimet": the paper's own quantizer, aimet-torch, one network at a time (aimet_quant; it needs
+  the separate environment of `make setup-aimet`).
+
+A new quantizer is one function registered here with @register_quantizer.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from inrcompress.errors import InrError
+
+QUANTIZERS: dict[str, Callable] = {}
+
+
+def register_quantizer(name: str):
+    """Register fn(models, features, targets, qcfg, *, references, seeds, grid_shape, progress) under name."""
+    def decorate(fn: Callable) -> Callable:
+        if name in QUANTIZERS:
+            raise ValueError(f"a quantizer named {name!r} is registered already")
+        QUANTIZERS[name] = fn
+        return fn
+    return decorate
+
+
+def check_quantizer(name: str) -> None:
+    """Raise InrError (one line) when `name` is unknown or cannot run in this environment."""
+    if name not in QUANTIZERS:
+        raise InrError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {name!r}")
+    if name == "aimet":
+        from inrcompress.codec.aimet_quant import AIMET_SETUP_HINT, aimet_available
+
+        if not aimet_available():
+            raise InrError(f"--quantizer aimet needs aimet-torch, which does not import here: {AIMET_SETUP_HINT}")
+
+
+@register_quantizer("native")
+def native(models, features, targets, qcfg, *, references, seeds, grid_shape, progress):
+    from inrcompress.codec.quant_batched import quantize_models
+
+    return quantize_models(models, features, targets, qcfg.bitwidth, adaround=qcfg.adaround,
+                           adaround_iterations=qcfg.adaround_iterations, adaround_reg=qcfg.adaround_reg,
+                           retrain=qcfg.retrain, retrain_epochs=qcfg.retrain_epochs, retrain_lr=qcfg.retrain_lr,
+                           references=references, seeds=seeds, grid_shape=grid_shape, progress=progress)
+
+
+@register_quantizer("aimet")
+def aimet(models, features, targets, qcfg, *, references, seeds, grid_shape, progress):
+    from inrcompress.codec.aimet_quant import quantize_model_aimet
+
+    del grid_shape  # AIMET sees plain rows
+    n = len(models)
+    per_model_features = features if isinstance(features, (list, tuple)) else [features] * n
+    per_model_seeds = seeds if isinstance(seeds, (list, tuple)) else [seeds] * n
+    per_model_refs = references if isinstance(references, (list, tuple)) else [references] * n
+    return [quantize_model_aimet(m, f, t, qcfg.bitwidth, adaround=qcfg.adaround,
+                                 adaround_iterations=qcfg.adaround_iterations, adaround_reg=qcfg.adaround_reg,
+                                 retrain=qcfg.retrain, retrain_epochs=qcfg.retrain_epochs,
+                                 retrain_lr=qcfg.retrain_lr, reference=r, seed=s, progress=progress)
+            for m, f, t, r, s in zip(models, per_model_features, targets, per_model_refs, per_model_seeds)]
