@@ -4,9 +4,9 @@
 
 Each case runs the real paper script (`image_compression/overfitINR.py`, then
 `quantize_and_test.py` on what it fitted) in fresh processes, with the environment as a user has it
-(no OMP_NUM_THREADS), once with the toolkit's default OpenMP wait policy and once with
-OMP_WAIT_POLICY=ACTIVE (PyTorch's own behaviour before this toolkit set a default), after one
-untimed warm-up fit (compilation). Reported per
+(no OMP_NUM_THREADS: the toolkit's default of one thread per process), and with PyTorch's own
+default of a thread per core (OMP_NUM_THREADS = the CPUs, what the tools ran with before), and
+optionally that with OMP_WAIT_POLICY=PASSIVE; after one untimed warm-up fit (compilation). Reported per
 case: wall seconds of the tool alone, and of each of two copies started together; the ratio
 alone / together is the share of its alone speed a copy keeps (a fair share on 2 cores is 1/2).
 Kodak images are cropped from --data_root/KODAK at 1/--factor size; without Kodak, scikit-image's
@@ -36,8 +36,9 @@ flags.DEFINE_integer("epochs", 300, "Fitting steps per image.")
 flags.DEFINE_integer("hidden_dims", 16, "Network width.")
 flags.DEFINE_integer("adaround_iterations", 200, "AdaRound iterations per layer in the quantize runs.")
 flags.DEFINE_integer("retrain_epochs", 100, "QAT steps in the quantize runs.")
-flags.DEFINE_list("policies", ["default", "ACTIVE"], "OpenMP wait policies to run: default (the toolkit's) "
-                  "and/or an explicit OMP_WAIT_POLICY value.")
+flags.DEFINE_list("policies", ["default", "torch"], "Thread settings to run: default (the toolkit's: one thread "
+                  "per process), torch (PyTorch's default: a thread per core), PASSIVE (a thread per core, "
+                  "sleeping waits).")
 flags.DEFINE_string("out", None, "Write the results as JSON here.")
 
 
@@ -59,9 +60,13 @@ def prepare_images(folder: Path) -> None:
 
 
 def environment(policy: str) -> dict:
+    """default: the environment as a user has it (the toolkit picks the threads); torch: PyTorch's own
+    default, a thread per core with its default waiting; PASSIVE: that with sleeping waits."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")}
-    if policy != "default":
-        env["OMP_WAIT_POLICY"] = policy
+    if policy in ("torch", "PASSIVE"):
+        env["OMP_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
+    if policy == "PASSIVE":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     return env
 
 
