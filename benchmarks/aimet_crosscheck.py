@@ -33,7 +33,8 @@ from inrcompress.config import ModelConfig, TrainConfig
 from inrcompress.evaluate.metrics import psnr
 from inrcompress.fit.train import fit
 from inrcompress.nn import INR
-from inrcompress.signals.image import coordinate_grid, image_to_values, load_image
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values, load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "output" / "aimet_crosscheck"

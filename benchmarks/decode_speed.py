@@ -27,7 +27,8 @@ from inrcompress.codec.compress import QuantConfig, compress_network, decode_net
 from inrcompress.codec.container import read_inr
 from inrcompress.config import ModelConfig, write_json
 from inrcompress.nn import INR
-from inrcompress.signals.image import coordinate_grid, image_to_values, load_image, save_png
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values, load_image, save_png
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -38,7 +38,8 @@ from inrcompress.nn import INR
 
 try:  # this layout, or (in a --compare_old child) that of main <= b577759
     from inrcompress.fit.train import fit
-    from inrcompress.signals.image import coordinate_grid, image_to_values, load_image
+    from inrcompress.signals.grid import coordinate_grid
+    from inrcompress.signals.image import image_to_values, load_image
 except ImportError:
     from inrcompress.data import coordinate_grid, image_to_values, load_image
     from inrcompress.train import fit

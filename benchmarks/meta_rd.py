@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 from inrcompress.config import ModelConfig, TrainConfig, basic_experiment_name, maml_experiment_name
-from inrcompress.signals.image import coordinate_grid, image_to_values, list_images, load_image, to_landscape
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values, list_images, load_image, to_landscape
 from inrcompress.evaluate.metrics import psnr_from_mse
 from inrcompress.fit.meta import MetaSGD, load_maml_obj
 from inrcompress.nn import INR

@@ -17,7 +17,8 @@ from inrcompress.config import ModelConfig, TrainConfig
 from inrcompress.errors import InrError
 from inrcompress.fit.train import fit
 from inrcompress.nn import INR
-from inrcompress.signals.image import coordinate_grid, image_to_values, values_to_uint8
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values, values_to_uint8
 
 requires_aimet = pytest.mark.skipif(not aimet_available(),
                                     reason=f"aimet-torch does not import here: {AIMET_SETUP_HINT}")

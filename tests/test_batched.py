@@ -4,7 +4,8 @@ import pytest
 import torch
 from inrcompress.fit.batched import fit_many
 from inrcompress.config import ModelConfig, TrainConfig
-from inrcompress.signals.image import coordinate_grid, image_to_values
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values
 from inrcompress.nn import INR, mlp_forward, separable_grid_features, stacked_mlp_sse_grads
 from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.fit.train import fit

@@ -21,7 +21,7 @@ from inrcompress.experiments.image_codec import ImageCodec, run_quantize_and_tes
 from inrcompress.experiments.quantize import aggregate_codec_results
 from inrcompress.experiments.runs import experiment_folders, experiment_modality, fitted_runs, unfinished
 from inrcompress.experiments.shape_codec import ShapeCodec, run_quantize_and_test3d
-from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, FINAL_FILE
+from inrcompress.fit.engine import BEST_FILE, CHECKPOINT_DIR, FINAL_FILE
 from inrcompress.nn import INR
 from PIL import Image
 

@@ -15,7 +15,8 @@ from inrcompress.fit.batched import fit_many
 from inrcompress.fit.engine import resume_epoch
 from inrcompress.fit.train import fit
 from inrcompress.nn import INR
-from inrcompress.signals.image import coordinate_grid, image_to_values
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values
 
 from .conftest import photo_crop
 

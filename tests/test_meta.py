@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 from inrcompress.config import ModelConfig, TrainConfig, maml_experiment_name, maml_init_name
-from inrcompress.signals.image import coordinate_grid, image_to_values
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values
 from inrcompress.errors import InrError
 from inrcompress.fit.meta import LR_TYPES, MetaSGD, inner_loss, load_maml_obj
 from inrcompress.signals.meta_datasets import meta_datasets

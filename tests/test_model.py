@@ -5,7 +5,7 @@ import torch
 from inrcompress.codec.representations import representation_of
 from inrcompress.codec.representations.siren import SirenMLP
 from inrcompress.config import ModelConfig
-from inrcompress.signals.image import coordinate_grid
+from inrcompress.signals.grid import coordinate_grid
 from inrcompress.nn import INR, GaussianEncoding, NerfEncoding, PositionalEncoding, count_parameters
 from torch.func import functional_call
 

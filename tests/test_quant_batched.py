@@ -15,9 +15,9 @@ from inrcompress.codec.representations import representation_of
 from inrcompress.config import ModelConfig, save_flags
 from inrcompress.errors import InrError
 from inrcompress.experiments.image_codec import run_quantize_and_test
-from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR
+from inrcompress.fit.engine import BEST_FILE, CHECKPOINT_DIR
 from inrcompress.nn import INR
-from inrcompress.signals.image import coordinate_grid
+from inrcompress.signals.grid import coordinate_grid
 from tests.conftest import photo_crop
 
 H, W = 12, 20

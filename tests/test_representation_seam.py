@@ -25,7 +25,8 @@ from inrcompress.codec.representations import (REPRESENTATIONS, register_represe
 from inrcompress.codec.representations.base import Field, Representation, TensorSpec, check_range
 from inrcompress.errors import CorruptFileError, InrError
 from inrcompress.evaluate.metrics import image_metrics
-from inrcompress.signals.image import coordinate_grid, image_to_values, values_to_uint8
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values, values_to_uint8
 
 from tests.conftest import photo_crop
 

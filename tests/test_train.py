@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 from inrcompress.config import ModelConfig, TrainConfig
-from inrcompress.signals.image import coordinate_grid, image_to_values
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values
 from inrcompress.nn import INR
 from inrcompress.fit.train import fit
 

@@ -20,7 +20,8 @@ from inrcompress.codec.representations import representation_of
 from inrcompress.codec.representations.base import RENDER_CHUNK_ROWS, Representation
 from inrcompress.errors import CorruptFileError, InrError
 from inrcompress.signals.grid import coordinate_chunks
-from inrcompress.signals.image import coordinate_grid, from_landscape, values_to_uint8
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import from_landscape, values_to_uint8
 
 
 @dataclass(frozen=True)

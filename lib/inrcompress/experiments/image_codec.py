@@ -23,9 +23,10 @@ from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import image_metrics
 from inrcompress.experiments.quantize import FittedSignal, encode_signals, quantize_experiments
 from inrcompress.fit.meta import MAML_INIT_FILE
-from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
+from inrcompress.fit.engine import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
 from inrcompress.nn import INR
-from inrcompress.signals.image import IMAGE_SUFFIXES, coordinate_grid, image_to_values, load_image, to_landscape
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import IMAGE_SUFFIXES, image_to_values, load_image, to_landscape
 
 
 

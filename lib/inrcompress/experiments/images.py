@@ -17,8 +17,8 @@ import torch
 from inrcompress.fit import distributed
 from inrcompress.fit.batched import fit_many
 from inrcompress.config import ModelConfig, TrainConfig, basic_experiment_name
+from inrcompress.signals.grid import coordinate_grid
 from inrcompress.signals.image import (
-    coordinate_grid,
     from_landscape,
     image_to_values,
     list_images,
@@ -32,7 +32,6 @@ from inrcompress.experiments.quantize import fill
 from inrcompress.experiments.runs import (
     RESULT_FILE,
     aggregate_fits,
-    is_finished,
     start_experiment,
     train_config_for,
     unfinished,

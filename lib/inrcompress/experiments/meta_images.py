@@ -26,7 +26,8 @@ from inrcompress.experiments.runs import train_config_for, unfinished
 from inrcompress.fit import distributed
 from inrcompress.fit.engine import load_checkpoint, resolve_device
 from inrcompress.fit.meta import MAML_INIT_FILE, MAML_OBJ_FILE, is_trained, load_maml_obj
-from inrcompress.signals.image import coordinate_grid, image_to_values, list_images, load_image, to_landscape
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values, list_images, load_image, to_landscape
 
 
 def find_init(flag_values: dict) -> Path:

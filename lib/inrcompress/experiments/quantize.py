@@ -44,7 +44,7 @@ from inrcompress.experiments.runs import (
     usable_device,
 )
 from inrcompress.fit import distributed
-from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR
+from inrcompress.fit.engine import BEST_FILE, CHECKPOINT_DIR
 from inrcompress.nn import INR
 from inrcompress.signals.image import save_png
 

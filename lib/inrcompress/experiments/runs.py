@@ -25,7 +25,8 @@ import yaml
 
 from inrcompress.config import TrainConfig, load_flags, save_flags, train_config_from_flags, write_json
 from inrcompress.errors import InrError
-from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, COMPILE_MIN_POINTS, FINAL_FILE, resolve_device
+from inrcompress.fit.engine import BEST_FILE, CHECKPOINT_DIR, FINAL_FILE, resolve_device
+from inrcompress.fit.steps import COMPILE_MIN_POINTS
 from inrcompress.signals.image import save_png
 
 FLAGS_FILE = "FLAGS.yml"

@@ -24,7 +24,7 @@ from inrcompress.errors import InrError
 from inrcompress.experiments.quantize import FittedSignal, encode_signals, quantize_experiments
 from inrcompress.experiments.runs import RESULT_FILE
 from inrcompress.experiments.shape_fit import preview_picture, shape_model_config
-from inrcompress.fit.train import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
+from inrcompress.fit.engine import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
 from inrcompress.nn import INR
 from inrcompress.signals.shape import SAMPLES_FILE, ShapeSamples, cached_samples, list_shapes
 from inrcompress.signals.shape_eval import CHAMFER_CONVENTION, evaluate_shape

@@ -81,7 +81,7 @@ from inrcompress.fit.engine import (
 from inrcompress.fit.losses import FitLoss
 from inrcompress.fit.steps import adam_state_by_name, load_adam_state_by_name
 from inrcompress.nn import INR, mlp_forward
-from inrcompress.signals.image import coordinate_grid
+from inrcompress.signals.grid import coordinate_grid
 from inrcompress.signals.meta_datasets import MetaImages, meta_datasets
 
 MAML_INIT_FILE = "model_maml.pth"

@@ -15,20 +15,9 @@ import torch
 from torch import nn
 
 from inrcompress.config import TrainConfig
-from inrcompress.fit.engine import (  # noqa: F401 - the names callers import from here
-    BEST_FILE,
-    CHECKPOINT_DIR,
-    FINAL_FILE,
-    RESUME_FILE,
-    FitResult,
-    RunFiles,
-    load_checkpoint,
-    resolve_device,
-    run_fit,
-    torch_save_atomic,
-)
+from inrcompress.fit.engine import FitResult, RunFiles, run_fit
 from inrcompress.fit.losses import loss_for
-from inrcompress.fit.steps import COMPILE_MIN_POINTS, ChunkedAutogradStep  # noqa: F401
+from inrcompress.fit.steps import ChunkedAutogradStep
 
 
 def fit(

@@ -30,7 +30,6 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from inrcompress.errors import InrError
-from inrcompress.signals.grid import coordinate_grid  # noqa: F401  (images' pixel grid)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Decompression-bomb guard on an input image (checked from its header, before its pixels are read).

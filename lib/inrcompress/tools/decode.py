@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         if fv.init:
             if not Path(fv.init).is_file():
                 raise InrError(f"init not found: {fv.init}")
-            from inrcompress.fit.train import load_checkpoint  # only residual files need it: not at start-up
+            from inrcompress.fit.engine import load_checkpoint  # only residual files need it: not at start-up
 
             reference = load_checkpoint(Path(fv.init))
         started = time.perf_counter()

@@ -16,7 +16,8 @@ from absl import flags
 from inrcompress.tools import flags as inr_flags
 from inrcompress.codec.compress import QuantConfig
 from inrcompress.config import atomic_write_bytes
-from inrcompress.signals.image import coordinate_grid, image_to_values, load_image
+from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.image import image_to_values, load_image
 from inrcompress.experiments.image_codec import compress_image_model, jpeg_at_size, measure_decoded
 from inrcompress.experiments.images import ImageSignal, fit_image, model_config_for, train_config_for
 from inrcompress.experiments.quantize import fill
