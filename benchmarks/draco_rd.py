@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from inrcompress.errors import InrError
-from inrcompress.evaluate.curves import write_json
+from inrcompress.config import write_json
 from inrcompress.evaluate.meshes import MESH_CODECS, evaluate_mesh, mesh_codec_sweep
 from inrcompress.signals.shape import Mesh, load_mesh, normalize_vertices, sample_shape
 

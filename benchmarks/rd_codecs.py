@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from inrcompress.config import write_json
 from inrcompress.errors import InrError
 from inrcompress.evaluate import bd, codecs, curves, plots
 
@@ -75,7 +76,7 @@ def sweep(codec: str, images, out: Path, dataset: str, factor: int, with_ms_ssim
     data = codecs.codec_sweep(codec, images, settings, with_ms_ssim=with_ms_ssim, dataset=dataset, progress=True)
     seconds = time.perf_counter() - started
     data["sweep_seconds"] = seconds
-    curves.write_json(path, data)
+    write_json(path, data)
     return curves.curve_from_dict(data, str(path)), seconds
 
 
@@ -197,7 +198,7 @@ def run(args) -> int:
         "psnr_at": {c.name: {str(r): psnr_at(c, r) for r in RATES} for c in ours + swept},
         "bd": rows, "sweep_seconds": timings, "plot": str(png),
     }
-    curves.write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     print(f"\n{png}\n{out / 'summary.json'}")
     return 0
 

@@ -215,12 +215,3 @@ def _common_prefix(names: list[str]) -> str:
         while not other.startswith(prefix):
             prefix = prefix[:-1]
     return prefix.rsplit("_", 1)[0] + "_" if "_" in prefix else prefix
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write data as indented JSON, atomically; a non-finite number becomes null (valid JSON)."""
-    from inrcompress.config import atomic_write_text, json_ready
-
-    path = Path(path)
-    atomic_write_text(path, json.dumps(json_ready(data), indent=2))
-    return path

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import shutil
 import tempfile
@@ -63,7 +62,8 @@ import torch
 from torch import nn
 from torch.func import grad_and_value, vmap
 
-from inrcompress.config import ModelConfig, TrainConfig, atomic_write_text, maml_init_folder, model_config_from_flags, save_flags
+from inrcompress.config import (ModelConfig, TrainConfig, maml_init_folder, model_config_from_flags, save_flags,
+                                write_json)
 from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import psnr_from_mse
 from inrcompress.fit import distributed
@@ -413,7 +413,7 @@ class MetaRunFiles(RunFiles):
                   "val_psnr_adapted": best["val_psnr_adapted"], "diverged": record.diverged, **self.describe,
                   "lr_type": model.lr_type, "learned_lrs": model.lr_summary(), "seconds": self.extra["seconds"],
                   "history": history}
-        atomic_write_text(self.run_dir / MAML_RESULT_FILE, json.dumps(result, indent=2))
+        write_json(self.run_dir / MAML_RESULT_FILE, result)
         torch_save_atomic(model.to_obj(), self.run_dir / MAML_OBJ_FILE)
         # model_maml.pth marks the init as finished; written last.
         torch_save_atomic({k: v.detach().cpu() for k, v in model.model.state_dict().items()},

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from absl import flags
 
+from inrcompress.config import write_json
 from inrcompress.errors import InrError
 from inrcompress.evaluate import bd, codecs, curves, plots
 from inrcompress.tools import flags as inr_flags
@@ -71,7 +72,7 @@ def _define_aggregate(fv):
 def _aggregate(fv, patterns):
     paths = curves.expand_paths(patterns, folder_glob="*/results_*.json", what="results file")
     curve = curves.aggregate_results(paths, fv.name, fv.allow_different_images)
-    curves.write_json(fv.out, curve)
+    write_json(fv.out, curve)
     r = curve["results"]
     print(f"{fv.out}: {len(paths)} points, {curve['name']}")
     for bpp, psnr, msssim, exp in zip(r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"], curve["experiments"]):
@@ -138,7 +139,7 @@ def _codecs(fv, _):
         options = {o.name: fv[f"{codec.name}_{o.name}"].value for o in codec.options}
         curve = codecs.codec_sweep(codec, images, settings[codec.name], options, with_ms_ssim=fv.ms_ssim,
                                    dataset=label, progress=not fv.quiet)
-        out = curves.write_json(Path(fv.out_dir) / f"{codec.name}_{fv.dataset}{suffix}.json", curve)
+        out = write_json(Path(fv.out_dir) / f"{codec.name}_{fv.dataset}{suffix}.json", curve)
         r = curve["results"]
         print(f"{out}: {len(r['bpp'])} points, {r['bpp'][0]:.3f}..{r['bpp'][-1]:.3f} bpp, "
               f"{min(r['psnr-rgb']):.2f}..{max(r['psnr-rgb']):.2f} dB")
@@ -166,7 +167,7 @@ def _bd(fv, tests):
     for row in rows:
         print(bd.format_bd(row))
     if fv.out:
-        curves.write_json(fv.out, {"metric": fv.metric, "method": bd.describe(fv.interpolation), "rows": rows})
+        write_json(fv.out, {"metric": fv.metric, "method": bd.describe(fv.interpolation), "rows": rows})
     if rows and all(r.get("bd_rate") is None for r in rows):
         raise InrError("no BD-rate could be computed for any pair of curves (see above)")
 
