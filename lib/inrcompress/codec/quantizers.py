@@ -17,14 +17,19 @@ from typing import Callable
 from inrcompress.errors import InrError
 
 QUANTIZERS: dict[str, Callable] = {}
+# name -> a check run before any work: None when the quantizer can run here, else why not (one line).
+_UNAVAILABLE: dict[str, Callable[[], str | None]] = {}
 
 
-def register_quantizer(name: str):
-    """Register fn(models, features, targets, qcfg, *, references, seeds, grid_shape, progress) under name."""
+def register_quantizer(name: str, unavailable: Callable[[], str | None] | None = None):
+    """Register fn(models, features, targets, qcfg, *, references, seeds, grid_shape, progress) under
+    name; `unavailable()` (optional) says why it cannot run in this environment, or None."""
     def decorate(fn: Callable) -> Callable:
         if name in QUANTIZERS:
             raise ValueError(f"a quantizer named {name!r} is registered already")
         QUANTIZERS[name] = fn
+        if unavailable is not None:
+            _UNAVAILABLE[name] = unavailable
         return fn
     return decorate
 
@@ -33,11 +38,15 @@ def check_quantizer(name: str) -> None:
     """Raise InrError (one line) when `name` is unknown or cannot run in this environment."""
     if name not in QUANTIZERS:
         raise InrError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {name!r}")
-    if name == "aimet":
-        from inrcompress.codec.aimet_quant import AIMET_SETUP_HINT, aimet_available
+    reason = _UNAVAILABLE[name]() if name in _UNAVAILABLE else None
+    if reason:
+        raise InrError(f"--quantizer {name}: {reason}")
 
-        if not aimet_available():
-            raise InrError(f"--quantizer aimet needs aimet-torch, which does not import here: {AIMET_SETUP_HINT}")
+
+def _aimet_missing() -> str | None:
+    from inrcompress.codec.aimet_quant import AIMET_SETUP_HINT, aimet_available
+
+    return None if aimet_available() else f"needs aimet-torch, which does not import here: {AIMET_SETUP_HINT}"
 
 
 @register_quantizer("native")
@@ -50,7 +59,7 @@ def native(models, features, targets, qcfg, *, references, seeds, grid_shape, pr
                            references=references, seeds=seeds, grid_shape=grid_shape, progress=progress)
 
 
-@register_quantizer("aimet")
+@register_quantizer("aimet", unavailable=_aimet_missing)
 def aimet(models, features, targets, qcfg, *, references, seeds, grid_shape, progress):
     from inrcompress.codec.aimet_quant import quantize_model_aimet
 
