@@ -28,6 +28,7 @@ from inrcompress.signals.image import load_image, sixteen_to_eight
 from inrcompress.tools.decode import main as decode_main
 from inrcompress.tools.decode_shape import main as decode_shape_main
 from inrcompress.tools.encode import main as encode_main
+from inrcompress.tools.normalize_shapes import main as normalize_main
 from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.tools.quantize_and_test import main as quantize_main
 
@@ -332,6 +333,38 @@ def test_decode_shape_refuses_a_bad_mesh_or_picture_path(shape_inr, tmp_path, ca
     assert "/sys is not writable" in error_line(capsys)
 
 
+def test_normalize_shapes_checks_every_output_before_writing_any(tmp_path, capsys):
+    """b's output is a folder: refused with one line before a.ply (first in order) is normalized."""
+    import trimesh
+
+    for name in ("a", "b"):
+        trimesh.creation.icosphere(subdivisions=1).export(tmp_path / f"{name}.ply")
+    (tmp_path / "b_normalized.obj").mkdir()
+    assert normalize_main([f"--shape_glob={tmp_path / '*.ply'}"]) == 2
+    assert "b_normalized.obj is a directory" in error_line(capsys)
+    assert not (tmp_path / "a_normalized.obj").exists()
+    (tmp_path / "b_normalized.obj").rmdir()
+    assert normalize_main([f"--shape_glob={tmp_path / '*.ply'}"]) == 0
+    assert (tmp_path / "a_normalized.obj").is_file() and (tmp_path / "b_normalized.obj").is_file()
+
+
+def test_shape_decode_memory_stays_flat_in_chunks():
+    """sdf_grid evaluates the grid in chunks (memory flat at any --mc_resolution) with the values of
+    one pass over the whole grid (chunks align with predict's rows)."""
+    from inrcompress.config import ModelConfig
+    from inrcompress.nn import INR, predict
+    from inrcompress.signals.grid import coordinate_grid
+    from inrcompress.signals.shape_eval import SDF_CHUNK_POINTS, sdf_grid
+
+    torch.manual_seed(0)
+    model = INR(ModelConfig(in_features=3, out_features=1, hidden_dims=8, hidden_layers=1))
+    resolution = 70  # 343,000 points: more than one chunk, a short last one
+    assert resolution ** 3 > SDF_CHUNK_POINTS
+    with torch.no_grad():
+        whole = predict(model, coordinate_grid((resolution,) * 3))[:, 0].numpy()
+    assert np.array_equal(sdf_grid(model, resolution).ravel(), whole)
+
+
 def _tool(script: str, *args: str) -> list[str]:
     return [sys.executable, str(REPO / script), *args]
 
@@ -349,6 +382,23 @@ def test_errors_and_broken_pipes_end_without_a_traceback(small_inr, tmp_path):
     child.stdout.close()  # the reader leaves before the tool writes a byte
     _, err = child.communicate(timeout=300)
     assert err.decode() == "" and child.returncode == 141
+
+
+def test_a_crafted_file_is_refused_before_torch_loads(small_inr, shape_inr, tmp_path):
+    """Importing torch takes about a second: the decoders check the header without it, so a bomb is
+    refused in milliseconds (a new process, as a user runs it; the check itself is asserted, not timed)."""
+    bomb = tmp_path / "bomb.inr"
+    bomb.write_bytes(with_image_size(small_inr.read_bytes(), 4096, 65535))
+    probe = (
+        "import sys\n"
+        "from inrcompress.tools.decode import main as decode\n"
+        "from inrcompress.tools.decode_shape import main as decode_shape\n"
+        f"codes = decode([{str(bomb)!r}, {str(tmp_path / 'o.png')!r}]),"
+        f" decode_shape([{str(shape_inr)!r}, {str(tmp_path / 's.obj')!r}, '--max_parameters=10'])\n"
+        "print(codes, 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split("\n")[-2] == "(2, 2) False", done.stdout + done.stderr
+    assert done.stderr.count("error: ") == 2
 
 
 # -- 4. honest messages -------------------------------------------------------------------------------

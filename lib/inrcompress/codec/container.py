@@ -469,6 +469,16 @@ def _parse_container(data: bytes) -> tuple[InrHeader, int]:
     return _PARSERS[version](data)
 
 
+def read_inr_header(data: bytes, limits: DecodeLimits | None = DecodeLimits()) -> InrHeader:
+    """The checked header of a .inr file of any version (CorruptFileError for bad bytes,
+    DecodeLimitError beyond `limits`), decoding nothing else. It needs neither torch nor the
+    payload's coder, so a tool refuses a crafted file in milliseconds, before loading either."""
+    header, _ = _parse_container(bytes(data))
+    if limits is not None:
+        limits.check(header)
+    return header
+
+
 def read_inr(data: bytes, limits: DecodeLimits | None = DecodeLimits()) -> tuple[InrHeader, list[np.ndarray]]:
     """Parse and decode a .inr file of any version: the header and one flat int64 symbol array per
     declared tensor. Anything wrong with the bytes raises CorruptFileError; a file beyond `limits`

@@ -124,21 +124,21 @@ def normalized_path(path: str | Path) -> Path:
     return path.parent / f"{path.name.split('.')[0]}{NORMALIZED_TAG}.obj"
 
 
-def normalize_shapes(pattern: str) -> list[tuple[Path, Path]]:
-    """normalize_shapes.py: every mesh matching the glob, normalized into the unit sphere and written
-    as <name>_normalized.obj. Files already named *_normalized are left out. Returns (input, output)."""
+def shapes_to_normalize(pattern: str) -> list[tuple[Path, Path]]:
+    """normalize_shapes.py's work list: (mesh, its <name>_normalized.obj) for every mesh matching the
+    glob; files already named *_normalized are left out. Nothing is read yet."""
     matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
     meshes = [p for p in matches if p.is_file() and p.suffix.lower() in MESH_SUFFIXES
               and not p.name.split(".")[0].endswith(NORMALIZED_TAG)]
     if not meshes:
         raise InrError(f"no mesh ({'/'.join(MESH_SUFFIXES)}, not already *{NORMALIZED_TAG}) matches {pattern!r}")
-    done = []
-    for path in meshes:
-        mesh = load_mesh(path)
-        target = normalized_path(path)
-        save_mesh(target, normalize_vertices(mesh.vertices), mesh.faces)
-        done.append((path, target))
-    return done
+    return [(path, normalized_path(path)) for path in meshes]
+
+
+def normalize_shape(source: Path, target: Path) -> None:
+    """Write `source`'s mesh normalized into the unit sphere to `target`."""
+    mesh = load_mesh(source)
+    save_mesh(target, normalize_vertices(mesh.vertices), mesh.faces)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,12 +21,15 @@ import numpy as np
 import torch
 
 from inrcompress.nn import predict
-from inrcompress.signals.grid import coordinate_grid
+from inrcompress.signals.grid import coordinate_chunks
 from inrcompress.signals.shape import ShapeSamples, surface_points
 
 CHAMFER_CONVENTION = ("mean squared nearest-neighbour distance, both directions summed (pytorch3d chamfer_distance); "
                       "100k points on the marching-cubes surface vs 100k ground-truth surface points")
 DEFAULT_RESOLUTION = 128
+# Grid points evaluated at once by sdf_grid: a multiple of predict's 65536-row chunks, so the rows
+# meet the network in the same blocks as in one pass over the whole grid (identical values).
+SDF_CHUNK_POINTS = 4 * 65536
 PREVIEW_SIZE = 384
 # Views of the preview (azimuth about the vertical y axis, elevation), in degrees.
 PREVIEW_VIEWS = ((30.0, 20.0), (210.0, 20.0))
@@ -40,10 +43,18 @@ def network_sdf(model: torch.nn.Module, points: np.ndarray) -> np.ndarray:
 
 
 def sdf_grid(model: torch.nn.Module, resolution: int) -> np.ndarray:
-    """The network's SDF on the resolution^3 grid over [-1, 1]^3 (axis k = coordinate k)."""
+    """The network's SDF on the resolution^3 grid over [-1, 1]^3 (axis k = coordinate k), float32.
+
+    The grid's coordinates are made and evaluated SDF_CHUNK_POINTS at a time, so memory beyond the
+    result (4 bytes a grid point) stays flat at any resolution; the values are those of one pass."""
     device = next(model.parameters()).device
-    values = predict(model, coordinate_grid((resolution,) * 3).to(device))
-    return values[:, 0].float().cpu().numpy().reshape((resolution,) * 3)
+    shape = (resolution,) * 3
+    values = np.empty(resolution ** 3, dtype=np.float32)
+    with torch.no_grad():
+        for start, coords in coordinate_chunks(shape, SDF_CHUNK_POINTS):
+            piece = predict(model, coords.to(device))[:, 0]
+            values[start:start + piece.shape[0]] = piece.float().cpu().numpy()
+    return values.reshape(shape)
 
 
 def extract_surface(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -11,10 +11,8 @@ from pathlib import Path
 
 from absl import flags
 
-from inrcompress.codec.compress import decode_image
-from inrcompress.codec.container import read_inr_file_bytes
+from inrcompress.codec.container import read_inr_file_bytes, read_inr_header
 from inrcompress.errors import InrError
-from inrcompress.signals.image import save_png
 from inrcompress.tools import flags as inr_flags
 
 POSITIONAL = ("INPUT.inr", "OUTPUT.png")
@@ -35,17 +33,26 @@ def main(argv: list[str] | None = None) -> int:
         # PNG only: the decoded pixels are the codec's result, and a JPEG of them would add a second,
         # lossy compression that every measurement on the file would then include.
         inr_flags.check_output_file(target, (".png",))
-        reference = None
-        if fv.init:
-            if not Path(fv.init).is_file():
-                raise InrError(f"init not found: {fv.init}")
-            from inrcompress.fit.engine import load_checkpoint  # only residual files need it: not at start-up
-
-            reference = load_checkpoint(Path(fv.init))
+        if fv.init and not Path(fv.init).is_file():
+            raise InrError(f"init not found: {fv.init}")
         started = time.perf_counter()
         data = read_inr_file_bytes(source)
+        limits = inr_flags.decode_limits(fv)
         try:
-            header, picture = decode_image(data, reference, inr_flags.decode_limits(fv))
+            # Torch takes a second to import: a crafted or oversized file is refused before it loads.
+            read_inr_header(data, limits)
+        except InrError as e:
+            raise type(e)(f"{source}: {e}") from None
+        from inrcompress.codec.compress import decode_image
+        from inrcompress.signals.image import save_png
+
+        reference = None
+        if fv.init:
+            from inrcompress.fit.engine import load_checkpoint  # only residual files need it
+
+            reference = load_checkpoint(Path(fv.init))
+        try:
+            header, picture = decode_image(data, reference, limits)
         except InrError as e:
             raise type(e)(f"{source}: {e}") from None
         save_png(target, picture)

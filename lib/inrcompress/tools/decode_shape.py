@@ -15,11 +15,8 @@ from pathlib import Path
 from absl import flags
 
 from inrcompress.tools import flags as inr_flags
-from inrcompress.codec.container import DecodeLimits, read_inr_file_bytes
-from inrcompress.signals.image import save_png
+from inrcompress.codec.container import DecodeLimits, read_inr_file_bytes, read_inr_header
 from inrcompress.errors import InrError
-from inrcompress.experiments.shape_codec import decode_shape
-from inrcompress.signals.shape_eval import extract_surface, render_preview, sdf_grid
 from inrcompress.signals.shape import MESH_SUFFIXES, save_mesh
 
 POSITIONAL = ("INPUT.inr", "OUTPUT.obj|.ply|.off")
@@ -42,9 +39,15 @@ def decode_to_mesh(source: Path, target: Path, picture: Path, resolution: int,
     started = time.perf_counter()
     data = read_inr_file_bytes(source)
     try:
+        read_inr_header(data, limits)  # a crafted file is refused before torch loads (decode.py)
+        from inrcompress.experiments.shape_codec import decode_shape
+
         header, model = decode_shape(data, limits)
     except InrError as e:
         raise type(e)(f"{source}: {e}") from None
+    from inrcompress.signals.image import save_png
+    from inrcompress.signals.shape_eval import extract_surface, render_preview, sdf_grid
+
     surface = extract_surface(sdf_grid(model, resolution))
     if surface is None:
         raise InrError(f"{source}: the decoded network has no surface (no sign change) in [-1, 1]^3")

@@ -18,7 +18,6 @@ from absl import flags
 from inrcompress.codec.quantizers import QUANTIZERS
 from inrcompress.codec.container import DEFAULT_MAX_PARAMETERS, DEFAULT_MAX_PIXELS, MAX_PARAMETERS, MAX_PIXELS, DecodeLimits
 from inrcompress.codec.entropy import METHODS
-from inrcompress.fit.meta import LR_TYPES
 from inrcompress.errors import InrError
 
 # Flags of absl itself that FlagValues may carry; never part of an experiment's settings.
@@ -91,6 +90,8 @@ def define_maml(fv: flags.FlagValues, *, training: bool = False) -> None:
     """The MAML flags of trainMetaSiren.py and overfitMetaSiren.py (spec 2.2, 2.3; same names and
     defaults in both, because overfitMetaSiren.py finds the init folder from them). training=True adds
     the meta-training-only flags (steps_til_summary, maml_val_every)."""
+    from inrcompress.fit.meta import LR_TYPES  # here, not at the top: decode.py checks a file without torch
+
     flags.DEFINE_string("maml_dataset", "DIV2K",
                         "Meta-training data under data_root: DIV2K, CelebA, or any folder of images.",
                         flag_values=fv)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from absl import flags
 
 from inrcompress.tools import flags as inr_flags
-from inrcompress.signals.shape import normalize_shapes
+from inrcompress.signals.shape import normalize_shape, shapes_to_normalize
 
 
 def build_flags() -> flags.FlagValues:
@@ -23,6 +23,10 @@ def build_flags() -> flags.FlagValues:
 def main(argv: list[str] | None = None) -> int:
     def body(args):
         shape_glob = inr_flags.parse_values(build_flags(), args, "normalize_shapes.py")["shape_glob"]
-        for source, target in normalize_shapes(shape_glob):
+        work = shapes_to_normalize(shape_glob)
+        for _, target in work:  # every output checked before the first mesh is read
+            inr_flags.check_output_file(target, (".obj",))
+        for source, target in work:
+            normalize_shape(source, target)
             print(f"{source} -> {target}")
     return inr_flags.run_tool(body, argv)

@@ -20,12 +20,13 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from inrcompress.errors import InrError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so a decoder checks a header without it
+    import torch
+    from torch import nn
 
 # Rows per forward pass when a decoder renders a signal (bounds its memory; results do not depend on it).
 RENDER_CHUNK_ROWS = 65536
@@ -188,9 +189,11 @@ class Representation(ABC):
         """The module's output (N, out_features) on inputs() computed with the given tensors instead
         of its own (the quantizer evaluates dequantized tensors this way)."""
 
-    @torch.no_grad()
     def render(self, module: nn.Module, coords: torch.Tensor) -> torch.Tensor:
         """The signal at coordinates (N, in_features) in [-1, 1]: values (N, out_features), in row
         chunks (the result does not depend on their size)."""
-        parts = [module(coords[s:s + RENDER_CHUNK_ROWS]) for s in range(0, coords.shape[0], RENDER_CHUNK_ROWS)]
-        return torch.cat(parts, dim=0)
+        import torch
+
+        with torch.no_grad():
+            parts = [module(coords[s:s + RENDER_CHUNK_ROWS]) for s in range(0, coords.shape[0], RENDER_CHUNK_ROWS)]
+            return torch.cat(parts, dim=0)

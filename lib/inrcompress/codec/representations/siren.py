@@ -10,15 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from inrcompress.codec.representations import register_representation
 from inrcompress.codec.representations.base import Field, LinearLayer, Representation, TensorSpec, check_range
 from inrcompress.config import ACTIVATIONS, ENCODINGS, ModelConfig
 from inrcompress.errors import InrError
-from inrcompress.nn import INR, activation_fn, mlp_forward
+
+if TYPE_CHECKING:  # torch loads when a module is built or run, not when a header is checked (base.py)
+    import torch
+
+    from inrcompress.nn import INR
 
 # Rows per block when rendering (a block's activations stay in the CPU cache); a last block of fewer
 # than RENDER_MIN_BLOCK_ROWS rows joins the one before (see SirenMLP.render).
@@ -108,19 +110,25 @@ class SirenMLP(Representation):
         return specs
 
     def linear_layers(self) -> list[LinearLayer]:
+        from inrcompress.nn import activation_fn
+
         n = self.cfg.hidden_layers + 2
         act = activation_fn(self.cfg.activation)
         return [LinearLayer(2 * i, 2 * i + 1, None if i == n - 1 else act) for i in range(n)]
 
     def build(self) -> INR:
+        from inrcompress.nn import INR
+
         return INR(self.cfg)
 
     @classmethod
     def describe(cls, obj: Any) -> SirenMLP | None:
-        if isinstance(obj, INR):
-            return cls(obj.cfg)
         if isinstance(obj, ModelConfig):
             return cls(obj)
+        from inrcompress.nn import INR
+
+        if isinstance(obj, INR):
+            return cls(obj.cfg)
         return None
 
     def inputs(self, module: INR, coords: torch.Tensor) -> torch.Tensor:
@@ -130,9 +138,10 @@ class SirenMLP(Representation):
         return encoding_out_dim(self.cfg.encoding, self.cfg.in_features, self.cfg.ff_dims)
 
     def apply(self, tensors: Sequence[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        from inrcompress.nn import mlp_forward
+
         return mlp_forward(inputs, list(tensors[0::2]), list(tensors[1::2]), self.cfg.activation)
 
-    @torch.no_grad()
     def render(self, module: INR, coords: torch.Tensor) -> torch.Tensor:
         """module(coords) in blocks of RENDER_BLOCK_ROWS rows: the same operations per row (encode,
         then addmm = F.linear and the activation per layer) with a block's activations in the CPU
@@ -140,6 +149,14 @@ class SirenMLP(Representation):
         A short last block joins the one before: the CPU's matrix product rounds a row the same way
         in any product of >= 16 rows but not in a smaller one, so the values are those of one pass
         over the rows given (tests/test_quant_batched.py; the golden files decode unchanged)."""
+        import torch
+
+        with torch.no_grad():
+            return self._render_blocks(module, coords)
+
+    def _render_blocks(self, module: INR, coords: torch.Tensor) -> torch.Tensor:
+        import torch
+
         weights = [layer.weight for layer in module.layers]
         biases = [layer.bias for layer in module.layers]
         activation = module.activation
