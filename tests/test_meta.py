@@ -258,6 +258,20 @@ def test_train_meta_resumes_to_the_same_result(meta_root, tmp_path):
     assert saved["hidden_dims"] == 16 and saved["maml_dataset"] == "META" and "help" not in saved
 
 
+def test_train_meta_early_stop_ends_when_validation_stops_improving(meta_root, tmp_path):
+    """With outer_lr 0 the validation never improves on the first one (step 0): --maml_early_stop 4
+    ends the run after outer step 5 (the best is then 5 > 4 steps old); without it all 36 run."""
+    frozen = [f"--data_root={meta_root}", *[f for f in META_FLAGS if not f.startswith("--outer_lr")],
+              "--outer_lr=0", "--maml_val_every=2"]
+    for early_stop, steps in ((4, 6), (0, 36)):
+        root = tmp_path / f"stop{early_stop}"
+        assert train_meta_main(frozen + [f"--exp_root={root}", f"--maml_early_stop={early_stop}"],
+                               show_progress=False) == 0
+        result = json.loads((next((root / "maml").iterdir()) / "maml_result.json").read_text())
+        assert (result["steps_run"], result["best_step"], result["stopped_early"]) == (steps, 0, early_stop > 0)
+    assert train_meta_main(frozen + [f"--exp_root={tmp_path / 'bad'}", "--maml_early_stop=-1"]) == 2
+
+
 def test_meta_round_trip_through_quantize_and_decode(meta_root, tmp_path, capsys):
     exp_root = tmp_path / "exp"
     assert train_meta_main([f"--data_root={meta_root}", f"--exp_root={exp_root}", *META_FLAGS],

@@ -18,10 +18,12 @@ Second-order meta-gradients during meta-training (the inner gradients are differ
 first order at validation and when fitting (overfitMetaSiren.py). The outer optimizer is Adam at
 outer_lr over theta_0 and the learned rates; ReduceLROnPlateau (factor 0.5, patience 10, threshold
 1e-4 rel) follows the summed validation loss, measured every `val_every` (500) outer steps; the state
-with the lowest validation loss is the result.
+with the lowest validation loss is the result. With maml_early_stop = N > 0 (not the paper's: it ran
+a fixed number of passes; 0, the default, is off) meta-training stops once the best validation is
+more than N outer steps old, so a run given many passes ends where validation stops improving.
 
 The outer loop is the fit engine's (fit/engine.py): MetaStep is its step, the validation its monitor
-(schedule and best state follow it), MetaRunFiles its files; warm-up and early stop are off.
+(schedule and best state follow it), MetaRunFiles its files; warm-up is off, early stop is maml_early_stop.
 
 Implementation: a task (one image) is a pure function of (theta_0, rates, encoded grid, pixels) built
 from torch.func.grad and nn.mlp_forward, so the inner loop never touches the module. Every image of a
@@ -409,6 +411,7 @@ class MetaRunFiles(RunFiles):
         history = self.extra["history"]
         best = next(r for r in history if r["step"] == record.best_epoch)
         result = {"best_step": record.best_epoch, "steps_run": len(record.losses), "total_steps": self.total_steps,
+                  "stopped_early": record.stopped_early,
                   "best_val_loss": record.best_loss, "val_psnr_init": best["val_psnr_init"],
                   "val_psnr_adapted": best["val_psnr_adapted"], "diverged": record.diverged, **self.describe,
                   "lr_type": model.lr_type, "learned_lrs": model.lr_summary(), "seconds": self.extra["seconds"],
@@ -472,8 +475,12 @@ def train_meta(flag_values: dict, *, show_progress: bool = True, step_hook=None)
                     vectorize, device)
     total_steps = step.steps_per_meta_epoch * int(flag_values["maml_epochs"])
     summary_every = int(flag_values["steps_til_summary"])
+    early_stop = int(flag_values.get("maml_early_stop", 0))
+    if early_stop < 0:
+        raise InrError(f"maml_early_stop must be >= 0 (0: off), got {early_stop}")
     cfg = TrainConfig(epochs=total_steps, lr=float(flag_values["outer_lr"]), patience=OUTER_PATIENCE,
-                      epochs_til_ckpt=summary_every, steps_til_summary=summary_every, early_stop_epochs=total_steps)
+                      epochs_til_ckpt=summary_every, steps_til_summary=summary_every,
+                      early_stop_epochs=early_stop or total_steps)
     scratch = None if distributed.is_main() else Path(tempfile.mkdtemp(prefix=f".rank{distributed.ranks().rank}.",
                                                                          dir=folder))
     files = MetaRunFiles(folder, total_steps, {

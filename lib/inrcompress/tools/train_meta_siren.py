@@ -14,6 +14,9 @@ def build_flags() -> flags.FlagValues:
     inr_flags.define_maml(fv, training=True)
     inr_flags.define_architecture(fv, hidden_dims=32, ff_dims=16)
     inr_flags.define_downscaling(fv)
+    flags.DEFINE_integer("maml_early_stop", 0, "Stop meta-training once the best validation is more than this many "
+                         "outer steps old (0: off, the paper's fixed number of passes). Not part of the init's "
+                         "folder name.", lower_bound=0, flag_values=fv)
     return fv
 
 
