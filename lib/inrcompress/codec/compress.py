@@ -7,6 +7,7 @@ and every quality figure is measured on what `decode_image` renders from its byt
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,11 @@ class QuantConfig:
     retrain_lr: float = 1e-6
     code: str = "arithmetic"
     quantizer: str = "native"  # an entry of codec.quantizers.QUANTIZERS
+    # Beyond the paper (off by default): every step times step_scale (> 1: coarser, fewer bits), and
+    # per-tensor steps by a rate-distortion allocation (quant.rd_step_sizes) instead of each tensor's
+    # MSE-optimal step at the bit width. The native quantizer only.
+    step_scale: float = 1.0
+    rd_steps: bool = False
 
     def __post_init__(self):
         if not 2 <= self.bitwidth <= 16:
@@ -44,6 +50,11 @@ class QuantConfig:
         if self.code not in METHODS:
             raise InrError(f"code must be one of {', '.join(METHODS)}, got {self.code!r}")
         check_quantizer(self.quantizer)
+        if not (math.isfinite(self.step_scale) and self.step_scale > 0):
+            raise InrError(f"step_scale must be a positive finite number, got {self.step_scale}")
+        if (self.step_scale != 1.0 or self.rd_steps) and self.quantizer != "native":
+            raise InrError(f"--quantizer {self.quantizer} chooses its own steps: --step_scale and --rd_steps "
+                           "need --quantizer native")
 
     @property
     def tag(self) -> str:
@@ -56,6 +67,10 @@ class QuantConfig:
             name += f"_retrain_epochs{self.retrain_epochs}_retrain_lr{float(self.retrain_lr)}"
         if self.quantizer != "native":  # the paper's names stay those of the default quantizer
             name += f"_{self.quantizer}"
+        if self.step_scale != 1.0:
+            name += f"_step_scale{float(self.step_scale)}"
+        if self.rd_steps:
+            name += "_rd_steps"
         return name
 
     @classmethod

@@ -390,19 +390,46 @@ def _pack(ints: list[torch.Tensor], steps: list[float], bitwidth: int) -> Quanti
     )
 
 
-def _nearest(residuals: Sequence[torch.Tensor], bitwidth: int) -> tuple[list[torch.Tensor], list[float]]:
-    """Each residual's step (choose_step_size) and its integers rounded to nearest at that step."""
-    steps = [choose_step_size(r, bitwidth) for r in residuals]
+def _nearest(residuals: Sequence[torch.Tensor], bitwidth: int, step_scale: float = 1.0
+             ) -> tuple[list[torch.Tensor], list[float]]:
+    """Each residual's step (choose_step_size times step_scale) and its integers rounded to nearest
+    at that step."""
+    steps = scaled_steps([choose_step_size(r, bitwidth) for r in residuals], step_scale)
     return [quantize(r, s, bitwidth) for r, s in zip(residuals, steps)], steps
 
 
-def nearest_quantization(model: nn.Module, bitwidth: int, reference=None) -> QuantizedTensors:
+def rd_step_sizes(base_steps: Sequence[float], counts: Sequence[int], sensitivities: Sequence[float]) -> list[float]:
+    """Per-tensor steps by a rate-distortion allocation instead of one bit width for all.
+
+    With uniform rounding noise of variance step^2 / 12 in tensor k (n_k values), the signal's MSE
+    grows by about g_k n_k step_k^2 / 12 (g_k: its sensitivity, MSE per unit of noise variance per
+    value) while its rate falls by n_k log2 step_k; the Lagrangian optimum has g_k step_k^2 equal for
+    all k, i.e. step_k = c / sqrt(g_k). c is chosen so that sum n_k log step_k equals that of
+    base_steps (the same estimated rate as the per-tensor MSE steps), and no step is finer than its
+    base step (finer than the bit width's MSE-optimal step only clips more). Float32-exact steps."""
+    g = np.maximum(np.asarray(sensitivities, dtype=np.float64), 1e-30)
+    n = np.asarray(counts, dtype=np.float64)
+    base = np.asarray(base_steps, dtype=np.float64)
+    log_c = float(np.sum(n * (np.log(base) + 0.5 * np.log(g))) / np.sum(n))
+    steps = np.maximum(np.exp(log_c - 0.5 * np.log(g)), base)
+    return [_float32_step(s) for s in steps]
+
+
+def scaled_steps(steps: Sequence[float], scale: float) -> list[float]:
+    """Every step times `scale` (> 0), float32-exact; scale 1 returns the steps unchanged."""
+    if not (math.isfinite(scale) and scale > 0):
+        raise InrError(f"step_scale must be a positive finite number, got {scale!r}")
+    return [float(s) if scale == 1.0 else _float32_step(float(s) * scale) for s in steps]
+
+
+def nearest_quantization(model: nn.Module, bitwidth: int, reference=None, step_scale: float = 1.0) -> QuantizedTensors:
     """Every declared tensor's residual (theta - theta_0) rounded to nearest at the step of
-    choose_step_size (quantize_model without AdaRound and retraining, and without data)."""
+    choose_step_size times step_scale (quantize_model without AdaRound and retraining, and without
+    data)."""
     b = _check_bitwidth(bitwidth)
     rep, tensors = _declared(model)
     refs = _reference_tensors(rep, tensors, reference)
-    ints, steps = _nearest([t - r for t, r in zip(_parameter_tensors(tensors), refs)], b)
+    ints, steps = _nearest([t - r for t, r in zip(_parameter_tensors(tensors), refs)], b, step_scale)
     return _pack(ints, steps, b)
 
 

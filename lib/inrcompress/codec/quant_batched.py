@@ -54,6 +54,8 @@ from inrcompress.codec.quant import (
     _RowSampler,
     beta_schedule,
     integer_range,
+    rd_step_sizes,
+    scaled_steps,
 )
 from inrcompress.codec.representations.base import LinearLayer, Representation
 from inrcompress.errors import InrError
@@ -61,6 +63,8 @@ from inrcompress.nn import separable_grid_features
 
 
 QAT_CPU_CHUNK_ROWS = 8192
+# Noise draws per tensor when measuring its sensitivity for the rate-distortion step allocation.
+SENSITIVITY_DRAWS = 2
 # At most this many data rows of all signals quantized together (AdaRound caches a few activations of
 # every row: 2^21 rows at width 64 are 0.5 GB each); more signals are coded in groups of that size.
 MAX_STACKED_ROWS = 1 << 21
@@ -426,6 +430,46 @@ def _retrain_stacked(forward, ints: list[torch.Tensor], steps: list[list[float]]
 
 
 # --------------------------------------------------------------------------------------------------
+# Rate-distortion step allocation
+
+
+def _signal_mse(forward, theta: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    """Each signal's MSE of the network with parameters theta (stacks), float64 (N,)."""
+    total = torch.zeros(y.shape[0], dtype=torch.float64, device=y.device)
+    for start, stop in forward.chunks:
+        total += torch.sum((forward(theta, start, stop) - y[:, start:stop]) ** 2, dim=(1, 2)).to(torch.float64)
+    return total / y[0].numel()
+
+
+@torch.no_grad()
+def tensor_sensitivities(forward, thetas: list[torch.Tensor], y: torch.Tensor, steps: list[list[float]],
+                         seeds: list[int]) -> np.ndarray:
+    """g[n, k]: how much signal n's MSE grows per unit of noise variance per value of tensor k,
+    measured by adding uniform noise of +-step/2 (its rounding noise) to that tensor alone, over
+    every data row. Each draw is an antithetic pair (+noise and -noise, averaged), which cancels the
+    gradient's first-order term (a fitted network is not exactly at a minimum, and that term's
+    random sign would swamp the curvature); SENSITIVITY_DRAWS pairs, seeded per signal. (N, T)
+    float64, >= 0."""
+    base = _signal_mse(forward, thetas, y)
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    g = np.zeros((y.shape[0], len(thetas)))
+    for k, theta_k in enumerate(thetas):
+        step32 = _steps_tensor([s[k] for s in steps], theta_k, torch.float32)
+        grown = torch.zeros_like(base)
+        for _ in range(SENSITIVITY_DRAWS):
+            noise = torch.stack([torch.rand(theta_k.shape[1:], generator=gen) for gen in generators]).to(theta_k.device)
+            offset = (noise - 0.5) * step32
+            for sign in (1.0, -1.0):
+                perturbed = list(thetas)
+                perturbed[k] = theta_k + sign * offset
+                grown += (_signal_mse(forward, perturbed, y) - base) / 2.0
+        variance = (step32.to(torch.float64).flatten() ** 2 / 12.0).cpu()
+        per_value = grown.cpu() / SENSITIVITY_DRAWS / (theta_k[0].numel() * variance)
+        g[:, k] = per_value.clamp_min(0.0).numpy()
+    return g
+
+
+# --------------------------------------------------------------------------------------------------
 # The entry point
 
 
@@ -441,6 +485,7 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
                     adaround: bool = True, adaround_iterations: int = 1000, adaround_reg: float = 1e-4,
                     retrain: bool = True, retrain_epochs: int = 300, retrain_lr: float = 1e-6,
                     references=None, seeds=0, grid_shape: tuple[int, int] | None = None,
+                    step_scale: float = 1.0, rd_steps: bool = False,
                     progress: bool = False) -> list[QuantizedTensors]:
     """quant.quantize_model for N models of one representation as one stacked computation; returns
     one QuantizedTensors per model (the models are not modified).
@@ -451,7 +496,10 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
     AdaRound's rows, as quantize_model's seed); signals beyond MAX_STACKED_ROWS rows in all are
     coded in several groups (the same results). grid_shape: (h, w) when the rows are a row-major
     h x w pixel grid; with shared features that split into row and column parts the first layer of
-    retraining then runs per grid row and column. Other arguments as quantize_model.
+    retraining then runs per grid row and column. step_scale: every step times this (1: the paper's
+    steps; > 1 coarser, fewer bits). rd_steps: per-tensor steps by the rate-distortion allocation
+    (quant.rd_step_sizes on sensitivities measured on the signal, tensor_sensitivities) instead of
+    each tensor's MSE-optimal step at the bit width. Other arguments as quantize_model.
     """
     b = _check_bitwidth(bitwidth)
     if not models:
@@ -470,7 +518,8 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
             models[part], pick(features, part), targets[part], bitwidth, adaround=adaround,
             adaround_iterations=adaround_iterations, adaround_reg=adaround_reg, retrain=retrain,
             retrain_epochs=retrain_epochs, retrain_lr=retrain_lr, references=pick(references, part),
-            seeds=pick(seeds, part), grid_shape=grid_shape, progress=progress)]
+            seeds=pick(seeds, part), grid_shape=grid_shape, step_scale=step_scale, rd_steps=rd_steps,
+            progress=progress)]
     declared = [_declared(m) for m in models]
     rep = declared[0][0]
     if any(r != rep for r, _ in declared):
@@ -510,6 +559,17 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
     residuals = [t - r for t, r in zip(thetas, refs)]
 
     grid = GridInputs.of(x, grid_shape) if layers else None
+    forward = (_ChainForward(layers, x, grid, qat_chunk_rows(device, n_models)) if layers
+               else _ApplyForward(rep, x))
+    if rd_steps or step_scale != 1.0:
+        if rd_steps:
+            counts = [t[0].numel() for t in thetas]
+            g = tensor_sensitivities(forward, thetas, y, steps, seeds)
+            steps = [rd_step_sizes(s, counts, g[n]) for n, s in enumerate(steps)]
+        steps = [scaled_steps(s, step_scale) for s in steps]
+        qmin, qmax = integer_range(b)
+        ints = [quantize_stacked(r, _steps_tensor([s[k] for s in steps], r, torch.float64), qmin, qmax)
+                for k, r in enumerate(residuals)]
     if use_adaround:
         by_seed: dict[int, torch.Generator] = {}
         generators = [by_seed.setdefault(int(s), torch.Generator().manual_seed(int(s))) for s in seeds]
@@ -517,8 +577,6 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
                          int(adaround_iterations), float(adaround_reg), progress)
 
     if retrain and int(retrain_epochs) > 0:
-        forward = (_ChainForward(layers, x, grid, qat_chunk_rows(device, n_models)) if layers
-                   else _ApplyForward(rep, x))
         ints, _ = _retrain_stacked(forward, ints, steps, refs, b, y, int(retrain_epochs), float(retrain_lr),
                                    progress)
     return [_pack([q[n].cpu() for q in ints], steps[n], b) for n in range(n_models)]

@@ -56,7 +56,8 @@ def native(models, features, targets, qcfg, *, references, seeds, grid_shape, pr
     return quantize_models(models, features, targets, qcfg.bitwidth, adaround=qcfg.adaround,
                            adaround_iterations=qcfg.adaround_iterations, adaround_reg=qcfg.adaround_reg,
                            retrain=qcfg.retrain, retrain_epochs=qcfg.retrain_epochs, retrain_lr=qcfg.retrain_lr,
-                           references=references, seeds=seeds, grid_shape=grid_shape, progress=progress)
+                           references=references, seeds=seeds, grid_shape=grid_shape, step_scale=qcfg.step_scale,
+                           rd_steps=qcfg.rd_steps, progress=progress)
 
 
 @register_quantizer("aimet", unavailable=_aimet_missing)
