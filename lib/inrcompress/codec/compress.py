@@ -155,6 +155,8 @@ def decode_network(data: bytes, reference: dict[str, torch.Tensor] | None = None
         load_quantized(model, quantized, reference)
     except InrError as e:
         raise CorruptFileError(f"inconsistent .inr file: {e}") from None
+    if header.latent_stream:  # the container allows one exactly for a representation that has one
+        representation.load_stream(model, header)
     model.eval()
     return header, model
 

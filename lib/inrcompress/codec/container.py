@@ -12,9 +12,11 @@ Format version 2 (written since issue 11; all integers little-endian):
               residual): the 32-byte sha256 of the initialization the tensors are coded against.
               Tags 1..127 are critical: a decoder refuses one it does not know; tags 128..255 are
               ancillary: a decoder skips one it does not know. A known section must have exactly
-              the length of its fields.
+              the length of its fields. Tag 4 (exactly for a representation with a latent stream,
+              has_latent_stream: the latent grid): u32, the bytes of the latent stream.
     T x f32   quantization step sizes, one per tensor the representation declares
     ...       coded symbols (coding.encode_symbols with the header's coder; self-delimiting)
+    ...       with section 4: the latent stream (codec/latent_coding.py), of the length it states
     u32       CRC-32 (zlib.crc32) of every byte before it, as PNG chunks carry
 
 Format version 1 (written before issue 11; read forever, by the parser at the end of this file):
@@ -87,6 +89,8 @@ COMMON_FIELDS: tuple[Field, ...] = (
 SECTION_ARCHITECTURE = 1
 SECTION_INIT = 2
 INIT_FIELDS: tuple[Field, ...] = (Field("init_sha256", f"{HASH_BYTES}s"),)
+SECTION_LATENTS = 4  # (3 is unassigned: tests use it as the example of an unknown critical section)
+LATENT_FIELDS: tuple[Field, ...] = (Field("latent_stream_bytes", "I"),)
 FIRST_ANCILLARY_TAG = 128
 _SECTION_HEAD = struct.Struct("<BH")  # tag, length
 
@@ -132,6 +136,7 @@ class InrHeader:
     bitwidth: bits per quantized symbol, 1..16. coder: "arithmetic" | "brotli".
     step_sizes: quantization step per declared tensor, kept as float32 values.
     init_hash: b"" or the 32-byte sha256 of the initialization the tensors are a residual of.
+    latent_stream: the coded latents of a representation that has them (has_latent_stream), else b"".
     """
 
     modality: str
@@ -143,10 +148,12 @@ class InrHeader:
     coder: str
     step_sizes: tuple[float, ...]
     init_hash: bytes = b""
+    latent_stream: bytes = b""
 
     def __post_init__(self):
         object.__setattr__(self, "rotated", bool(self.rotated))
         object.__setattr__(self, "init_hash", bytes(self.init_hash))
+        object.__setattr__(self, "latent_stream", bytes(self.latent_stream))
         with np.errstate(over="ignore"):
             steps = np.asarray(self.step_sizes, dtype=np.float64).astype(np.float32).ravel()
         object.__setattr__(self, "step_sizes", tuple(float(v) for v in steps))
@@ -240,6 +247,15 @@ def _check_init_hash_length(length: int, error: type[InrError]) -> None:
         raise error(f"init_hash must be empty or {HASH_BYTES} bytes, got {length}")
 
 
+def _check_latent_stream(representation: Representation, length: int, error: type[InrError]) -> None:
+    """A representation with a latent stream needs one (> 0 bytes); any other has none."""
+    if getattr(representation, "has_latent_stream", False):
+        if length == 0:
+            raise error(f"a {representation.name} needs its latent stream (section {SECTION_LATENTS})")
+    elif length:
+        raise error(f"a {representation.name} has no latent stream (section {SECTION_LATENTS})")
+
+
 def _check_step_sizes(steps: tuple[float, ...], expected: int, error: type[InrError]) -> None:
     if len(steps) != expected:
         raise error(f"expected {expected} step sizes (one per tensor), got {len(steps)}")
@@ -252,7 +268,7 @@ def _common_values(header: InrHeader) -> dict:
     return {"modality": header.modality, "height": header.height, "width": header.width,
             "rotated": int(header.rotated), "in_features": header.in_features, "channels": header.channels,
             "representation": header.representation.file_id, "bitwidth": header.bitwidth, "coder": header.coder,
-            "sections": 2 if header.init_hash else 1}
+            "sections": 1 + bool(header.init_hash) + bool(header.latent_stream)}
 
 
 def validate_header(header: InrHeader) -> None:
@@ -261,6 +277,7 @@ def validate_header(header: InrHeader) -> None:
     header.representation.check(InrError)
     _check_size(header.representation, InrError)
     _check_init_hash_length(len(header.init_hash), InrError)
+    _check_latent_stream(header.representation, len(header.latent_stream), InrError)
     _check_step_sizes(header.step_sizes, len(header.representation.tensor_specs()), InrError)
 
 
@@ -279,6 +296,9 @@ def _header_bytes(header: InrHeader) -> bytes:
              _section(SECTION_ARCHITECTURE, pack_fields(rep.fields, rep.field_values()))]
     if header.init_hash:
         parts.append(_section(SECTION_INIT, pack_fields(INIT_FIELDS, {"init_sha256": header.init_hash})))
+    if header.latent_stream:
+        parts.append(_section(SECTION_LATENTS, pack_fields(LATENT_FIELDS,
+                                                           {"latent_stream_bytes": len(header.latent_stream)})))
     parts.append(np.asarray(header.step_sizes, dtype="<f4").tobytes())
     return b"".join(parts)
 
@@ -305,7 +325,7 @@ def encode_inr(header: InrHeader, symbols: Sequence[np.ndarray], model: str | No
         payload = coding.encode_symbols(flat, header.bitwidth, header.coder, model)
     except ValueError as exc:
         raise InrError(str(exc)) from None
-    body = _header_bytes(header) + payload
+    body = _header_bytes(header) + payload + header.latent_stream
     data = body + struct.pack("<I", zlib.crc32(body))
     return data, _sizes(header, len(data), payload)
 
@@ -318,8 +338,9 @@ def write_inr(header: InrHeader, symbols: Sequence[np.ndarray], model: str | Non
 def _sizes(header: InrHeader, total: int, payload: bytes) -> InrSizes:
     step_bytes = 4 * len(header.step_sizes)
     model = coding.model_name(payload, header.coder)
-    return InrSizes(total=total, container_bytes=total - len(payload) - step_bytes, step_size_bytes=step_bytes,
-                    payload_bytes=len(payload), coding_model=model)
+    payload_bytes = len(payload) + len(header.latent_stream)
+    return InrSizes(total=total, container_bytes=total - payload_bytes - step_bytes, step_size_bytes=step_bytes,
+                    payload_bytes=payload_bytes, coding_model=model)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,14 +388,15 @@ def _parse_v2(data: bytes) -> tuple[InrHeader, int]:
             raise CorruptFileError(f"section {tag} ({length} bytes) runs past the end of the file")
         if tag in bodies:
             raise CorruptFileError(f"section {tag} appears twice")
-        if tag in (SECTION_ARCHITECTURE, SECTION_INIT):
+        if tag in (SECTION_ARCHITECTURE, SECTION_INIT, SECTION_LATENTS):
             bodies[tag] = data[pos:pos + length]
         elif tag < FIRST_ANCILLARY_TAG:
             raise CorruptFileError(f"unknown section {tag}: the file needs a newer decoder")
         pos += length  # an unknown ancillary section is skipped
     if SECTION_ARCHITECTURE not in bodies:
         raise CorruptFileError("the file has no architecture section")
-    known = {SECTION_ARCHITECTURE: (f"the {cls.name} architecture", cls.fields), SECTION_INIT: ("init", INIT_FIELDS)}
+    known = {SECTION_ARCHITECTURE: (f"the {cls.name} architecture", cls.fields), SECTION_INIT: ("init", INIT_FIELDS),
+             SECTION_LATENTS: ("latents", LATENT_FIELDS)}
     values = {}
     for tag, body in bodies.items():
         what, fields = known[tag]
@@ -389,10 +411,15 @@ def _parse_v2(data: bytes) -> tuple[InrHeader, int]:
         raise CorruptFileError(f"invalid header: {exc}") from None
     _invalid(_check_size, rep)
     init_hash = values.get(SECTION_INIT, {}).get("init_sha256", b"")
+    latent_length = values.get(SECTION_LATENTS, {}).get("latent_stream_bytes", 0)
+    _invalid(_check_latent_stream, rep, latent_length)
     steps, pos = _read_steps(data, pos, rep)
+    if pos + latent_length > end:
+        raise CorruptFileError(f"the latent stream ({latent_length} bytes) runs past the end of the file")
     return InrHeader(modality=common["modality"], height=common["height"], width=common["width"],
                      rotated=common["rotated"], representation=rep, bitwidth=common["bitwidth"],
-                     coder=common["coder"], step_sizes=steps, init_hash=init_hash), pos
+                     coder=common["coder"], step_sizes=steps, init_hash=init_hash,
+                     latent_stream=data[end - latent_length:end]), pos
 
 
 # Version 1: one fixed struct, a SIREN MLP's architecture among the common fields; init_hash_len
@@ -488,7 +515,8 @@ def read_inr(data: bytes, limits: DecodeLimits | None = DecodeLimits()) -> tuple
     header, pos = _parse_container(data)
     if limits is not None:
         limits.check(header)
-    symbols = coding.decode_symbols(data[pos:-_CRC_BYTES], tensor_lengths(header), header.bitwidth, header.coder)
+    payload_end = len(data) - _CRC_BYTES - len(header.latent_stream)
+    symbols = coding.decode_symbols(data[pos:payload_end], tensor_lengths(header), header.bitwidth, header.coder)
     return header, symbols
 
 

@@ -61,3 +61,4 @@ def representation_of(obj: Any) -> Representation:
 
 
 from inrcompress.codec.representations import siren  # noqa: E402,F401  (registers SirenMLP)
+from inrcompress.codec.representations import latent  # noqa: E402,F401  (registers LatentGrid)

@@ -1,0 +1,147 @@
+"""The torch module of a latent-grid representation (codec/representations/latent.py): latents,
+upsampling, synthesis, the float ARM and its differentiable rate term."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inrcompress.codec import latent_coding
+from inrcompress.codec.representations.latent import LatentGrid
+from inrcompress.errors import InrError
+
+# The smallest probability the training rate term gives a latent (constriction's is 2^-24 of the
+# 24-bit range coder; a floor keeps the gradient finite far in the tails).
+MIN_PROBABILITY = 2.0 ** -16
+
+
+def pixel_indices(coords: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Flat row-major pixel indices of grid coordinates (signals.grid.coordinate_grid: entry k of a
+    point is 2 i_k / (n_k - 1) - 1)."""
+    rows = torch.round((coords[:, 0].double() + 1) / 2 * max(height - 1, 1)).long().clamp_(0, height - 1)
+    cols = torch.round((coords[:, 1].double() + 1) / 2 * max(width - 1, 1)).long().clamp_(0, width - 1)
+    return rows * width + cols
+
+
+def synthesis_forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]) -> torch.Tensor:
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        x = torch.addmm(b, x, w.t())
+        if i < len(weights) - 1:
+            x = F.relu(x)
+    return x
+
+
+def laplace_bits(z: torch.Tensor, mu: torch.Tensor, log2_scale: torch.Tensor) -> torch.Tensor:
+    """-log2 P(z) per latent under a Laplace(mu, 2^log2_scale) discretized to unit bins, with mu and
+    the scale clamped to the coder's ranges and P floored at MIN_PROBABILITY."""
+    mu = mu.clamp(-latent_coding.ZMAX, latent_coding.ZMAX + 1 - 1 / latent_coding.MU_FRACTIONS)
+    scale = torch.exp2(log2_scale.clamp(latent_coding.LOG2_SCALE_MIN, latent_coding.LOG2_SCALE_MAX))
+    hi = (z + 0.5 - mu) / scale
+    lo = (z - 0.5 - mu) / scale
+    # 0.5 sign(t) (1 - exp(-|t|)) differences, written as expm1 so the centre keeps its precision.
+    cdf_hi = -0.5 * torch.sign(hi) * torch.expm1(-hi.abs())
+    cdf_lo = -0.5 * torch.sign(lo) * torch.expm1(-lo.abs())
+    return -torch.log2((cdf_hi - cdf_lo).clamp_min(MIN_PROBABILITY))
+
+
+class LatentImageModel(nn.Module):
+    """The fitted module of a LatentGrid: latents (float parameters; integers once quantized), the
+    synthesis and the ARM."""
+
+    def __init__(self, representation: LatentGrid):
+        super().__init__()
+        self.representation = representation
+        rep = representation
+        self.latents = nn.ParameterList([nn.Parameter(torch.zeros(h, w)) for h, w in rep.grid_shapes()])
+        self.synthesis = nn.ModuleList(nn.Linear(a, b) for a, b in zip(rep.dims("synthesis")[:-1],
+                                                                       rep.dims("synthesis")[1:]))
+        self.arm = nn.ModuleList(nn.Linear(a, b) for a, b in zip(rep.dims("arm")[:-1], rep.dims("arm")[1:]))
+        with torch.no_grad():  # start from a wide, centred latent distribution
+            self.arm[-1].weight.mul_(0.1)
+            self.arm[-1].bias.copy_(torch.tensor([0.0, 1.0]))
+        self._picture: tuple[tuple, torch.Tensor] | None = None
+        self._layout: tuple | None = None
+
+    # -- pixels ----------------------------------------------------------------------------------
+
+    def features(self, latents: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """(H*W, levels): every grid upsampled to the image (grid 0 as it is)."""
+        latents = list(self.latents) if latents is None else latents
+        height, width = self.representation.height, self.representation.width
+        planes = [latents[0][None, None]]
+        for grid in latents[1:]:
+            planes.append(F.interpolate(grid[None, None], size=(height, width), mode="bicubic", align_corners=False))
+        return torch.cat(planes, dim=1)[0].reshape(len(latents), -1).t()
+
+    def values(self, latents: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """(H*W, channels): the synthesis on the upsampled latents, values in [-1, 1] scale."""
+        return synthesis_forward(self.features(latents), [m.weight for m in self.synthesis],
+                                 [m.bias for m in self.synthesis])
+
+    @torch.no_grad()
+    def picture_values(self) -> torch.Tensor:
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._picture is None or self._picture[0] != key:
+            self._picture = (key, self.values())
+        return self._picture[1]
+
+    # -- latents and their rate ------------------------------------------------------------------
+
+    def rounded_latents(self) -> list[torch.Tensor]:
+        """Straight-through rounding and clamping to the coder's range: forward the integers the
+        file codes, gradient the identity."""
+        z = latent_coding.ZMAX
+        return [g + (torch.round(g).clamp(-z, z) - g).detach() for g in self.latents]
+
+    def integer_latents(self) -> list[torch.Tensor]:
+        """The latents rounded and clamped to the coder's range, int64."""
+        z = latent_coding.ZMAX
+        return [torch.round(g.detach()).clamp_(-z, z).to(torch.int64).cpu() for g in self.latents]
+
+    def _gather_indices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Index tensors placing the latents in latent_coding.GridLayout's padded buffer, in its
+        coding order: (flat index of each coded latent, its buffer position, its context's
+        buffer positions (N, arm_context), buffer size). Cached per module."""
+        if self._layout is None:
+            layout = latent_coding.GridLayout(self.representation.grid_shapes(),
+                                              latent_coding.context_offsets(self.representation.arm_context))
+            context = layout.position[:, None] + layout.context_delta[layout.grid_of]
+            self._layout = (torch.from_numpy(layout.flat), torch.from_numpy(layout.position),
+                            torch.from_numpy(context), layout.buffer_size)
+        return self._layout
+
+    def coded_latents_and_contexts(self, latents: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latents in coding order (N,) and their causal neighbours (N, arm_context), 0 outside
+        their grid: what the ARM sees, exactly as latent_coding lays it out."""
+        flat, position, context, size = self._gather_indices()
+        device = latents[0].device
+        values = torch.cat([g.reshape(-1) for g in latents])[flat.to(device)]
+        buffer = values.new_zeros(size).index_put((position.to(device),), values)
+        return values, buffer[context.to(device)]
+
+    def arm_forward(self, contexts: torch.Tensor) -> torch.Tensor:
+        x = contexts
+        for i, layer in enumerate(self.arm):
+            x = layer(x)
+            if i < len(self.arm) - 1:
+                x = F.relu(x)
+        return x
+
+    def latent_bits(self, latents: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Total bits of the given (rounded or noisy) latents under the float ARM, differentiable."""
+        values, contexts = self.coded_latents_and_contexts(latents)
+        out = self.arm_forward(contexts)
+        return laplace_bits(values, out[:, 0], out[:, 1]).sum()
+
+    @torch.no_grad()
+    def load_integer_latents(self, grids: Sequence[np.ndarray]) -> None:
+        for parameter, grid in zip(self.latents, grids):
+            parameter.copy_(torch.from_numpy(np.asarray(grid, dtype=np.float32)))
+
+    def fixed_point_arm(self, error: type[InrError] = InrError) -> latent_coding.FixedPointArm:
+        layers = [(m.weight.detach().cpu().double().numpy(), m.bias.detach().cpu().double().numpy()) for m in self.arm]
+        return latent_coding.FixedPointArm(layers, self.representation.arm_context, error)

@@ -1,0 +1,211 @@
+"""Fitting a latent-grid representation (codec/representations/latent.py) to one image on
+distortion + lambda x rate, with a named schedule.
+
+    loss = MSE on the [0, 1] scale + rate_lambda x (bits of the latents under the ARM) / pixels
+
+Schedule (LatentSchedule, by name in SCHEDULES; the name and its values go to the experiment's
+FLAGS.yml): Adam over latents, synthesis and ARM at `lr`, cosine decay to lr x final_lr_factor.
+The first noise_fraction of the iterations add uniform noise in [-1/2, 1/2) to the latents (the
+rate term's and the synthesis's input alike, the usual differentiable proxy of rounding); then
+straight-through rounding (forward: the rounded, clamped latents the file codes; gradient: the
+identity). With starts > 1, that many random initialisations run start_iterations of the noise
+phase and the best (lowest loss) is continued. From the rounding phase on, the true loss (rounded
+latents) is measured every eval_every iterations and at the end, and the lowest one's parameters
+are kept.
+
+The module is any latent model (the protocol LatentModel; codec/representations/latent_module.py
+is the one there is): fit never imports codec, the caller builds the modules.
+
+Why not fit/engine.run_fit: the engine's schedule is the paper's ReduceLROnPlateau with warm-up and
+its best state is the lowest training loss of any step; here the learning rate follows a fixed
+cosine, and the loss changes meaning between the noise and the rounding phases (a noisy loss is
+not the coded one), so the best state must come from the rounding phase alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from inrcompress.errors import InrError
+from inrcompress.evaluate.metrics import psnr_from_mse
+from inrcompress.fit.engine import UNIT_MSE_PER_VALUES_MSE
+
+
+@dataclass(frozen=True)
+class LatentSchedule:
+    """iterations: Adam steps in all; lr: peak learning rate; final_lr_factor: the cosine's end;
+    noise_fraction: share of the iterations with noisy latents (0..1); starts / start_iterations:
+    random initialisations tried and the noise-phase steps each gets; eval_every: steps between
+    measurements of the true (rounded) loss."""
+
+    name: str
+    iterations: int
+    lr: float = 1e-2
+    final_lr_factor: float = 0.01
+    noise_fraction: float = 0.7
+    starts: int = 1
+    start_iterations: int = 0
+    eval_every: int = 50
+
+    def __post_init__(self):
+        if self.iterations < 1 or not 0 <= self.noise_fraction <= 1 or self.starts < 1 or self.eval_every < 1:
+            raise InrError(f"invalid latent schedule {self}")
+        if self.starts > 1 and not 0 < self.start_iterations <= self.noise_iterations:
+            raise InrError("start_iterations must be in 1..the noise phase when several starts are tried")
+
+    @property
+    def noise_iterations(self) -> int:
+        return int(round(self.noise_fraction * self.iterations))
+
+    def lr_at(self, step: int) -> float:
+        progress = step / max(self.iterations - 1, 1)
+        factor = self.final_lr_factor + (1 - self.final_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.lr * factor
+
+    def flags(self) -> dict:
+        return {f"latent_schedule_{k}": v for k, v in asdict(self).items()}
+
+
+SCHEDULES: dict[str, LatentSchedule] = {s.name: s for s in (
+    LatentSchedule("test", iterations=60, lr=0.05, noise_fraction=0.5, eval_every=10),
+    LatentSchedule("fast", iterations=1500, starts=2, start_iterations=150),
+    LatentSchedule("standard", iterations=4000, starts=3, start_iterations=300),
+    LatentSchedule("long", iterations=20000, lr=1e-2, starts=3, start_iterations=1000, eval_every=200),
+)}
+
+
+def schedule_by_name(name: str) -> LatentSchedule:
+    if name not in SCHEDULES:
+        raise InrError(f"unknown latent schedule {name!r}; known: {', '.join(SCHEDULES)}")
+    return SCHEDULES[name]
+
+
+class LatentModel(Protocol):
+    """What the fit needs of a latent model (an nn.Module): its latent grids (parameters), the
+    signal values (pixels, channels) in [-1, 1] for given latents, the total bits of given latents
+    under its probability model, and its straight-through rounding of the latents."""
+
+    latents: Sequence[nn.Parameter]
+
+    def values(self, latents: Sequence[torch.Tensor]) -> torch.Tensor: ...
+
+    def latent_bits(self, latents: Sequence[torch.Tensor]) -> torch.Tensor: ...
+
+    def rounded_latents(self) -> list[torch.Tensor]: ...
+
+
+def noisy(latent: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return latent + torch.rand(latent.shape, generator=generator, device=latent.device) - 0.5
+
+
+@dataclass
+class LatentFitResult:
+    loss: float          # the kept state's loss (rounded latents)
+    psnr: float          # its PSNR (float synthesis, rounded latents), dB
+    latent_bpp: float    # its latents' rate under the float ARM, bits per pixel
+    iterations: int
+    start: int           # which random start was continued
+
+
+class _Fit:
+    def __init__(self, model: LatentModel, target: torch.Tensor, rate_lambda: float, seed: int):
+        self.model = model
+        self.target = target
+        self.rate_lambda = rate_lambda
+        self.pixels = target.shape[0]
+        self.optimizer = torch.optim.Adam(model.parameters())
+        self.generator = torch.Generator(device=target.device).manual_seed(seed)
+
+    def loss(self, latents) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mse = torch.mean((self.model.values(latents) - self.target) ** 2) * UNIT_MSE_PER_VALUES_MSE
+        bpp = self.model.latent_bits(latents) / self.pixels
+        return mse + self.rate_lambda * bpp, mse, bpp
+
+    def step(self, lr: float, noise: bool) -> tuple[float, float, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        latents = ([noisy(g, self.generator) for g in self.model.latents] if noise
+                   else self.model.rounded_latents())
+        total, mse, bpp = self.loss(latents)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        return float(total.detach()), float(mse.detach()), float(bpp.detach())
+
+    @torch.no_grad()
+    def true_loss(self) -> tuple[float, float, float]:
+        total, mse, bpp = self.loss(self.model.rounded_latents())
+        return float(total), float(mse), float(bpp)
+
+
+def fit_latent(build: Callable[[], LatentModel], target: torch.Tensor, rate_lambda: float,
+               schedule: LatentSchedule, *, seed: int = 0, progress: bool = True, desc: str | None = None,
+               writer=None) -> tuple[LatentModel, LatentFitResult]:
+    """Fit a module made by build() (one per random start, after torch.manual_seed) to target values
+    (H*W, channels) in [-1, 1] (signals.image.image_to_values) and return it in its kept state (see
+    the module docstring). writer: a TensorBoard SummaryWriter or None."""
+    if not (math.isfinite(rate_lambda) and rate_lambda >= 0):
+        raise InrError(f"rate_lambda must be finite and >= 0, got {rate_lambda}")
+    device = target.device
+
+    def start(k: int) -> _Fit:
+        torch.manual_seed(seed + 1000 * k)
+        return _Fit(build().to(device), target, rate_lambda, seed + 1000 * k)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=schedule.iterations + (schedule.starts - 1) * schedule.start_iterations, desc=desc,
+                   unit="step", dynamic_ncols=True, leave=False, mininterval=0.5)
+
+    def advance(fit: _Fit, step: int, phase_noise: bool, values: tuple[float, float, float]) -> None:
+        if writer is not None:
+            writer.add_scalar("total_train_loss", values[0], step)
+            writer.add_scalar("data_loss", values[1], step)
+            writer.add_scalar("latent_bpp", values[2], step)
+        if bar is not None:
+            bar.update(1)
+            if step % 25 == 0:
+                bar.set_postfix({"loss": f"{values[0]:.4g}", "psnr": f"{psnr_from_mse(values[1]):.2f}",
+                                 "bpp": f"{values[2]:.3f}", "phase": "noise" if phase_noise else "round"},
+                                refresh=False)
+
+    try:
+        chosen, fit, step = 0, None, 0
+        if schedule.starts > 1:
+            candidates = []
+            for k in range(schedule.starts):
+                trial = start(k)
+                for step in range(schedule.start_iterations):
+                    advance(trial, step, True, trial.step(schedule.lr_at(step), noise=True))
+                candidates.append((trial.true_loss()[0], k, trial))
+            _, chosen, fit = min(candidates, key=lambda c: c[0])
+            step = schedule.start_iterations
+        else:
+            fit = start(0)
+        best = (math.inf, None, (math.inf, math.inf, math.inf))
+        for step in range(step, schedule.iterations):
+            noise = step < schedule.noise_iterations
+            advance(fit, step, noise, fit.step(schedule.lr_at(step), noise=noise))
+            if not noise and ((step + 1) % schedule.eval_every == 0 or step == schedule.iterations - 1):
+                measured = fit.true_loss()
+                if not math.isfinite(measured[0]):
+                    raise InrError(f"the latent fit diverged at step {step} (loss {measured[0]})")
+                if measured[0] < best[0]:
+                    best = (measured[0], {k: v.detach().clone() for k, v in fit.model.state_dict().items()}, measured)
+        if best[1] is None:  # no rounding phase: keep the end state
+            best = (*fit.true_loss()[:1], None, fit.true_loss())
+        else:
+            fit.model.load_state_dict(best[1])
+    finally:
+        if bar is not None:
+            bar.close()
+    loss, _, (_, mse, bpp) = best
+    return fit.model, LatentFitResult(loss=loss, psnr=psnr_from_mse(mse), latent_bpp=bpp,
+                                      iterations=schedule.iterations, start=chosen)

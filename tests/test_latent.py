@@ -1,0 +1,287 @@
+"""The latent-grid codec: fixed-point ARM and its range coding (codec/latent_coding.py), the
+representation and its module, the fit, the file (container section 4) and decoding it in
+another process."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from inrcompress.codec import latent_coding as lc
+from inrcompress.codec.compress import decode_image
+from inrcompress.codec.container import InrHeader, encode_inr, read_inr, read_inr_header
+from inrcompress.codec.representations import representation_by_name
+from inrcompress.codec.representations.latent import PRESETS, LatentGrid
+from inrcompress.config import ModelConfig
+from inrcompress.errors import CorruptFileError, InrError
+from inrcompress.experiments.latent_codec import compress_image_latent
+from inrcompress.fit.latent import SCHEDULES, LatentSchedule, fit_latent
+from inrcompress.signals.image import image_to_values
+
+REPO = Path(__file__).resolve().parents[1]
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def random_arm(rng: np.random.Generator, context: int = 8, hidden: int = 8, layers: int = 2,
+               frac: int = lc.WEIGHT_FRAC_BITS) -> lc.FixedPointArm:
+    dims = [context] + [hidden] * layers + [2]
+    weights = [(rng.integers(-300, 300, (b, a)) / 2 ** frac, rng.integers(-300, 300, b) / 2 ** frac)
+               for a, b in zip(dims[:-1], dims[1:])]
+    return lc.FixedPointArm(weights, context)
+
+
+def laplace_grids(rng: np.random.Generator, shapes, scale: float = 2.0) -> list[np.ndarray]:
+    return [np.clip(np.round(rng.laplace(0.0, scale, s)), -lc.ZMAX, lc.ZMAX).astype(np.int64) for s in shapes]
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A uint8 picture with smooth structure and some texture (what a codec can learn quickly)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = [np.sin(6 * x + 2 * c) * np.cos(4 * y - c) for c in range(3)]
+    picture = 0.5 + 0.35 * np.stack(channels, -1) + 0.05 * rng.standard_normal((height, width, 3))
+    return np.clip(np.rint(picture * 255), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------
+# The probability table and the fixed-point ARM
+
+
+def test_the_table_is_a_discretized_laplace_with_every_mass_positive():
+    table = lc.laplace_table()
+    assert table.shape == (lc.MU_FRACTIONS, lc.SCALE_BINS, 4 * lc.ZMAX + 1)
+    assert table.min() >= 1 and np.all(table == np.round(table))
+    d = np.arange(-2 * lc.ZMAX, 2 * lc.ZMAX + 1)
+    for f, s in ((0, 0), (5, 20), (15, 71)):
+        mu, b = f / lc.MU_FRACTIONS, 2.0 ** (lc.LOG2_SCALE_MIN + s / lc.SCALE_BINS_PER_OCTAVE)
+        cdf = lambda t: np.where(t < 0, 0.5 * np.exp(-np.abs(t) / b), 1 - 0.5 * np.exp(-np.abs(t) / b))  # noqa: E731
+        expected = cdf(d + 0.5 - mu) - cdf(d - 0.5 - mu)
+        np.testing.assert_allclose(table[f, s] / 2.0 ** lc.PROB_BITS, expected, atol=3e-9)
+
+
+def test_fixed_point_arm_refuses_weights_it_cannot_evaluate_exactly():
+    rng = np.random.default_rng(0)
+    good = [(np.zeros((4, 8)), np.zeros(4)), (np.zeros((2, 4)), np.zeros(2))]
+    lc.FixedPointArm(good, 8)
+    with pytest.raises(CorruptFileError, match="multiples of 2\\^-12"):
+        lc.FixedPointArm([(np.full((4, 8), 1e-5), np.zeros(4)), good[1]], 8, CorruptFileError)
+    with pytest.raises(CorruptFileError, match="too large"):
+        lc.FixedPointArm([(np.full((4, 8), 2.0 ** 40), np.zeros(4)), good[1]], 8, CorruptFileError)
+    with pytest.raises(InrError, match="2 outputs"):
+        lc.FixedPointArm([(np.zeros((4, 8)), np.zeros(4))], 8)
+    with pytest.raises(InrError, match="shapes"):
+        lc.FixedPointArm([(np.zeros((4, 7)), np.zeros(4)), good[1]], 8)
+    assert random_arm(rng).offsets == lc.context_offsets(8)
+
+
+def test_arm_indices_do_not_depend_on_the_batch():
+    """The decoder evaluates one wavefront at a time, the encoder everything at once."""
+    rng = np.random.default_rng(1)
+    arm = random_arm(rng, context=12, hidden=12)
+    contexts = rng.integers(-lc.ZMAX, lc.ZMAX + 1, (500, 12))
+    whole = arm.indices(contexts)
+    parts = [arm.indices(contexts[i:i + 7]) for i in range(0, 500, 7)]
+    for k in range(3):
+        np.testing.assert_array_equal(whole[k], np.concatenate([p[k] for p in parts]))
+    m, f, s = whole
+    assert m.min() >= -lc.ZMAX and m.max() <= lc.ZMAX and f.min() >= 0 and f.max() < lc.MU_FRACTIONS
+    assert s.min() >= 0 and s.max() < lc.SCALE_BINS
+
+
+def test_wavefronts_never_hold_a_latent_and_its_context():
+    for size in lc.CONTEXT_SIZES:
+        offsets = lc.context_offsets(size)
+        k = lc.wavefront_slope(offsets)
+        assert all(dx + k * dy < 0 for dy, dx in offsets)
+
+
+# ------------------------------------------------------------------------------------------------
+# Range coding of the grids
+
+
+@pytest.mark.parametrize("shapes", [[(13, 17), (7, 9), (4, 5), (2, 3), (1, 2), (1, 1)], [(1, 1)], [(5, 1), (3, 1)]])
+def test_latents_round_trip_wavefront_by_wavefront(shapes):
+    rng = np.random.default_rng(2)
+    arm = random_arm(rng)
+    grids = laplace_grids(rng, shapes)
+    grids[0][0, 0] = lc.ZMAX  # the ends of the alphabet
+    grids[-1][-1, -1] = -lc.ZMAX
+    data = lc.encode_latents(grids, arm)
+    decoded = lc.decode_latents(data, shapes, arm)
+    for a, b in zip(grids, decoded):
+        np.testing.assert_array_equal(a, b)
+    # The ideal code length is what the stream holds, up to its last words.
+    assert abs(8 * len(data) - lc.latent_bits(grids, arm)) <= 64 + 0.01 * lc.latent_bits(grids, arm)
+
+
+def test_latent_stream_refuses_out_of_range_latents_and_damaged_streams():
+    rng = np.random.default_rng(3)
+    arm = random_arm(rng)
+    shapes = [(16, 16), (8, 8)]
+    grids = laplace_grids(rng, shapes)
+    bad = [g.copy() for g in grids]
+    bad[1][0, 0] = lc.ZMAX + 1
+    with pytest.raises(InrError, match="outside"):
+        lc.encode_latents(bad, arm)
+    data = lc.encode_latents(grids, arm)
+    with pytest.raises(CorruptFileError):
+        lc.decode_latents(data[:-4], shapes, arm)
+    with pytest.raises(CorruptFileError):
+        lc.decode_latents(data + b"\0\0\0\0", shapes, arm)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x55
+    try:  # a flipped bit decodes to other latents or is refused; it never crashes
+        other = lc.decode_latents(bytes(flipped), shapes, arm)
+        assert any((a != b).any() for a, b in zip(other, grids))
+    except CorruptFileError:
+        pass
+
+
+# ------------------------------------------------------------------------------------------------
+# The representation, its module and the fit
+
+
+def test_representation_registered_fields_round_trip_and_bounds():
+    rep = LatentGrid.preset("mac1000", 40, 56)
+    assert representation_by_name("latent_grid") is LatentGrid
+    assert LatentGrid.from_fields(rep.field_values(), 2, 3) == rep
+    assert [s.name for s in rep.tensor_specs()][:2] == ["synthesis.0.weight", "synthesis.0.bias"]
+    model = rep.build()
+    assert LatentGrid.describe(model) == rep
+    assert [tuple(p.shape) for p in model.latents] == rep.grid_shapes()
+    assert rep.grid_shapes()[-1] == (1, 1)
+    for name, lo_hi in (("levels", 9), ("arm_hidden", 33), ("arm_context", 5)):
+        with pytest.raises(CorruptFileError):
+            LatentGrid.from_fields({**rep.field_values(), name: lo_hi}, 2, 3, CorruptFileError)
+    with pytest.raises(InrError, match="unknown latent preset"):
+        LatentGrid.preset("mac3", 8, 8)
+    sizes = [LatentGrid.preset(name, 512, 768).macs_per_point() for name in PRESETS]
+    assert sizes == sorted(sizes) and 350 <= sizes[0] <= 650 and 1500 <= sizes[-1] <= 2500
+
+
+def test_float_arm_rate_matches_the_fixed_point_coder_on_quantized_weights():
+    """The training rate term and the coder use the same model up to the table's bins."""
+    torch.manual_seed(0)
+    rep = LatentGrid(height=48, width=64, levels=4, arm_context=8, arm_hidden=8)
+    model = rep.build()
+    rng = np.random.default_rng(4)
+    grids = laplace_grids(rng, rep.grid_shapes(), scale=1.5)
+    model.load_integer_latents(grids)
+    with torch.no_grad():
+        for layer in model.arm:  # weights on the fixed-point grid, as after quantization
+            layer.weight.copy_(torch.round(layer.weight * 256) / 256)
+            layer.bias.copy_(torch.round(layer.bias * 256) / 256)
+    with torch.no_grad():
+        float_bits = float(model.latent_bits(model.rounded_latents()))
+    coded = 8 * len(lc.encode_latents(grids, model.fixed_point_arm()))
+    assert abs(coded - float_bits) / float_bits < 0.03
+
+
+def test_fit_lowers_distortion_plus_rate():
+    image = smooth_image(24, 32)
+    rep = LatentGrid(height=24, width=32, levels=3, arm_context=4, arm_hidden=4, arm_layers=1,
+                     synthesis_hidden=8, synthesis_layers=1)
+    target = image_to_values(image)
+    losses = {}
+    for iterations in (1, 100):
+        schedule = LatentSchedule("t", iterations=iterations, lr=0.05, noise_fraction=0.5 if iterations > 1 else 0.0,
+                                  eval_every=5)
+        _, result = fit_latent(rep.build, target, 0.01, schedule, progress=False)
+        losses[iterations] = result.loss
+        assert math.isfinite(result.loss)
+    assert losses[100] < 0.5 * losses[1]
+    assert set(SCHEDULES) >= {"test", "fast", "standard"}
+    with pytest.raises(InrError, match="rate_lambda"):
+        fit_latent(rep.build, target, -1.0, SCHEDULES["test"], progress=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# The file
+
+
+@pytest.fixture(scope="module")
+def coded_file():
+    image = smooth_image(20, 28, seed=1)
+    rep = LatentGrid(height=20, width=28, levels=3, arm_context=8, arm_hidden=8, arm_layers=1,
+                     synthesis_hidden=8, synthesis_layers=1)
+    data, info = compress_image_latent(image, rep, 0.005, SCHEDULES["test"], progress=False)
+    return image, data, info
+
+
+def test_the_file_decodes_to_what_the_encoder_reported(coded_file):
+    image, data, info = coded_file
+    header, picture = decode_image(data)
+    assert isinstance(header.representation, LatentGrid) and header.latent_stream
+    assert info["bytes"] == len(data) and info["bpp"] == 8 * len(data) / (20 * 28)
+    error = np.mean((picture.astype(np.float64) - image) ** 2) / 255.0 ** 2
+    assert info["psnr"] == pytest.approx(-10 * math.log10(error), abs=1e-9)
+    assert info["psnr"] > 15
+    assert read_inr_header(data) == header
+
+
+def test_decode_tool_in_another_process_gives_identical_pixels(coded_file, tmp_path):
+    from PIL import Image
+
+    _, data, _ = coded_file
+    path = tmp_path / "latent.inr"
+    path.write_bytes(data)
+    out = subprocess.run([sys.executable, str(REPO / "image_compression" / "decode.py"), str(path),
+                          str(tmp_path / "latent.png")], capture_output=True, text=True, env=ONE_THREAD)
+    assert out.returncode == 0, out.stderr
+    assert "MAC/pixel" in out.stdout
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "latent.png")), decode_image(data)[1])
+
+
+def _recrc(body: bytes) -> bytes:
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def test_damaged_latent_files_are_refused_with_one_line(coded_file, tmp_path):
+    _, data, _ = coded_file
+    header, symbols = read_inr(data)
+    # The latent stream's words damaged (CRC recomputed): refused or decoded to other pixels, never a crash.
+    stream_start = len(data) - 4 - len(header.latent_stream)
+    for k in np.linspace(0, len(header.latent_stream) - 1, 12).astype(int):
+        body = bytearray(data[:-4])
+        body[stream_start + k] ^= 0xA5
+        try:
+            decode_image(_recrc(bytes(body)))
+        except CorruptFileError as e:
+            assert "\n" not in str(e)
+    # Without its latent section, and a SIREN with one.
+    with pytest.raises(InrError, match="needs its latent stream"):
+        encode_inr(InrHeader(modality="image", height=20, width=28, rotated=False, representation=header.representation,
+                             bitwidth=16, coder="arithmetic", step_sizes=header.step_sizes), symbols)
+    siren = representation_by_name("siren_mlp")(ModelConfig(in_features=2, out_features=3, encoding="mlp",
+                                                            hidden_dims=4, hidden_layers=1, ff_dims=0))
+    with pytest.raises(InrError, match="has no latent stream"):
+        encode_inr(InrHeader(modality="image", height=20, width=28, rotated=False, representation=siren,
+                             bitwidth=8, coder="arithmetic", step_sizes=(1.0,) * 6, latent_stream=b"xx"),
+                   [np.zeros(s.numel, dtype=np.int64) for s in siren.tensor_specs()])
+    # A stream length past the end of the file.
+    section = data.index(bytes([4, 4, 0]))
+    body = bytearray(data[:-4])
+    body[section + 3:section + 7] = (len(data) * 2).to_bytes(4, "little")
+    with pytest.raises(CorruptFileError, match="runs past the end"):
+        read_inr(_recrc(bytes(body)))
+    # ARM steps that are not powers of two (the fixed-point ARM cannot run them): one line, exit 2.
+    rep = header.representation
+    steps = [s if i < rep.synthesis_tensor_count() else 0.3 for i, s in enumerate(header.step_sizes)]
+    odd = encode_inr(InrHeader(modality="image", height=20, width=28, rotated=False, representation=rep,
+                               bitwidth=16, coder="arithmetic", step_sizes=tuple(steps),
+                               latent_stream=header.latent_stream), symbols)[0]
+    with pytest.raises(CorruptFileError, match="multiples"):
+        decode_image(odd)
+    path = tmp_path / "bad.inr"
+    path.write_bytes(odd)
+    out = subprocess.run([sys.executable, str(REPO / "image_compression" / "decode.py"), str(path),
+                          str(tmp_path / "o.png")], capture_output=True, text=True, env=ONE_THREAD)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
