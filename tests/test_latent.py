@@ -4,7 +4,7 @@ another process."""
 
 from __future__ import annotations
 
-import hashlib
+import json
 import math
 import os
 import subprocess
@@ -285,3 +285,36 @@ def test_damaged_latent_files_are_refused_with_one_line(coded_file, tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "image_compression" / "decode.py"), str(path),
                           str(tmp_path / "o.png")], capture_output=True, text=True, env=ONE_THREAD)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# The tools
+
+
+def test_overfit_latent_tool_writes_files_results_and_resumes_image_by_image(tmp_path, capsys):
+    from PIL import Image
+
+    from inrcompress.tools.overfit_latent import main
+
+    data = tmp_path / "data" / "SET"
+    data.mkdir(parents=True)
+    Image.fromarray(smooth_image(16, 24)).save(data / "a.png")
+    Image.fromarray(smooth_image(20, 12, seed=2)).save(data / "b.png")
+    argv = ["--data_root", str(tmp_path / "data"), "--dataset", "SET", "--exp_root", str(tmp_path / "exp"),
+            "--rate_lambda", "0.003", "--latent_schedule", "test", "--latent_preset", "mac500", "--notensorboard"]
+    assert main(argv) == 0
+    exp = tmp_path / "exp" / "SET_1x_latent_mac500_test"
+    results = json.loads((exp / "results_latent_mac500_test_lambda0.003.json").read_text())
+    assert set(results["per_image"]) == {"a", "b"}
+    for name in ("a", "b"):
+        data_bytes = (exp / name / "compressed_latent_mac500_test_lambda0.003.inr").read_bytes()
+        assert results["per_image"][name]["bytes"] == len(data_bytes)
+        picture = decode_image(data_bytes)[1]
+        original = np.asarray(Image.open(data / f"{name}.png"))
+        error = np.mean((picture.astype(np.float64) - original) ** 2) / 255.0 ** 2
+        assert results["per_image"][name]["psnr"] == pytest.approx(-10 * math.log10(error), abs=1e-9)
+    assert "latent_schedule_iterations: 60" in (exp / "FLAGS.yml").read_text()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("done, skipped") == 2
+    assert main([*argv[:-3], "--rate_lambda", "0"]) == 2

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,7 +34,8 @@ from inrcompress.codec.container import InrHeader, encode_inr
 from inrcompress.codec.quant import QuantizedTensors, dequantize, load_quantized, quantize, symbols_from_integers
 from inrcompress.codec.representations.latent import LatentGrid
 from inrcompress.codec.representations.latent_module import LatentImageModel
-from inrcompress.evaluate.metrics import image_metrics, psnr_from_mse
+from inrcompress.errors import InrError
+from inrcompress.evaluate.metrics import psnr_from_mse
 from inrcompress.experiments.image_codec import measure_decoded
 from inrcompress.fit.engine import UNIT_MSE_PER_VALUES_MSE
 from inrcompress.fit.latent import LatentSchedule, fit_latent
@@ -152,10 +154,132 @@ def compress_image_latent(image: np.ndarray, representation: LatentGrid, rate_la
     return data, info
 
 
+# encode.py's flags that mean nothing for a latent grid (the SIREN's architecture, fit and
+# quantization): given with --representation latent they are refused, never parsed and ignored.
+SIREN_ONLY_FLAGS = ("hidden_dims", "hidden_layers", "ff_dims", "encoding", "activation", "encoding_scale", "epochs",
+                    "lr", "l1_reg", "patience", "bitwidth", "adaround", "adaround_iterations", "adaround_reg",
+                    "retrain", "retrain_epochs", "retrain_lr", "code", "quantizer", "step_scale", "rd_steps",
+                    "target_psnr", "compile", "amp")
+
+
+def check_latent_flags(values: dict, given: set[str]) -> None:
+    """Refuse (one line) what the latent encoder cannot honour, before any work."""
+    refused = sorted(name for name in given if name in SIREN_ONLY_FLAGS)
+    if refused:
+        raise InrError(f"--representation latent does not use --{', --'.join(refused)} (a SIREN's settings); "
+                       "it takes --latent_preset, --latent_schedule and --rate_lambda")
+    if values.get("target_bpp") is not None:
+        raise InrError("--target_bpp is not available for --representation latent yet: choose --rate_lambda")
+    if not values.get("rate_lambda", 0) > 0:
+        raise InrError("--representation latent needs --rate_lambda > 0 (bits are traded against MSE on the "
+                       "[0, 1] scale; e.g. 0.0005 for high quality .. 0.01 for small files)")
+
+
+def encode_latent_file(source: Path, target: Path, values: dict, given: set[str]) -> dict:
+    """encode.py --representation latent: fit, code and write `target` from image `source` with
+    encode.py's flag values (`given`: the flags set on the command line); returns the measurements."""
+    from inrcompress.config import atomic_write_bytes
+    from inrcompress.fit.latent import schedule_by_name
+    from inrcompress.signals.image import load_image
+
+    check_latent_flags(values, given)
+    schedule = schedule_by_name(values["latent_schedule"])
+    image = load_image(source, values["downscaling_factor"])
+    representation = LatentGrid.preset(values["latent_preset"], image.shape[0], image.shape[1], image.shape[2])
+    torch.manual_seed(values["seed"])
+    data, info = compress_image_latent(image, representation, values["rate_lambda"], schedule, seed=values["seed"],
+                                       progress=True, desc=source.stem)
+    atomic_write_bytes(target, data)
+    return {**info, **measure_decoded(target.read_bytes(), image), "schedule": schedule.name,
+            "preset": values["latent_preset"]}
+
+
 def decoded_equals(data: bytes, image: np.ndarray) -> bool:
     """Whether the file decodes to exactly `image` (uint8)."""
     _, decoded = decode_image(data, limits=None)
     return decoded.shape == image.shape and bool((decoded == image).all())
 
 
-__all__ = ["compress_image_latent", "search_steps", "code_latent_model", "decoded_equals", "image_metrics"]
+# ------------------------------------------------------------------------------------------------
+# overfitLatent.py: every image of a dataset folder
+
+
+LATENT_RESULT_KEYS = {"bpp": "bpp", "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim", "ssim": "ssim",
+                      "encoding_time": "encode_seconds", "decoding_time": "decode_seconds",
+                      "decoder_mac_per_pixel": "decoder_macs_per_point"}
+
+
+def latent_tag(flag_values: dict) -> str:
+    """The setting's name in file names, e.g. latent_mac1000_fast_lambda0.002."""
+    return f"latent_{flag_values['latent_preset']}_{flag_values['latent_schedule']}_lambda{flag_values['rate_lambda']:g}"
+
+
+def latent_experiment_name(flag_values: dict) -> str:
+    """e.g. KODAK_4x_latent_mac1000_fast (one folder holds every lambda of a preset and schedule)."""
+    return (f"{flag_values['dataset']}_{flag_values['downscaling_factor']}x_latent_{flag_values['latent_preset']}_"
+            f"{flag_values['latent_schedule']}")
+
+
+def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
+    """Fit, code and measure every image of data_root/dataset; per image in <exp>/<image>/:
+    compressed_{tag}.inr and metrics_{tag}.yml; per experiment results_{tag}.json (CompressAI's
+    layout, as quantize_and_test.py writes). An image whose metrics file exists is skipped (a run
+    resumes image by image). FLAGS.yml holds the flags and the schedule's values."""
+    import yaml
+
+    from inrcompress.config import atomic_write_bytes, atomic_write_text, write_json
+    from inrcompress.experiments.images import check_images
+    from inrcompress.experiments.runs import finite_mean, read_run_records, start_experiment, usable_device
+    from inrcompress.fit.latent import schedule_by_name
+    from inrcompress.signals.image import list_images, load_image
+
+    if not flag_values["rate_lambda"] > 0:
+        raise InrError("--rate_lambda must be > 0 for a latent grid")
+    schedule = schedule_by_name(flag_values["latent_schedule"])
+    images = list_images(Path(flag_values["data_root"]) / flag_values["dataset"])
+    check_images(images, flag_values["downscaling_factor"])
+    device = usable_device(flag_values["device"])
+    if device.type != "cpu":
+        raise InrError("the latent-grid fit runs on the CPU only in this version (--device cpu)")
+    exp_dir = start_experiment(Path(flag_values["exp_root"]) / latent_experiment_name(flag_values),
+                               {**flag_values, **schedule.flags()}, len(images), "images", device)
+    tag = latent_tag(flag_values)
+    for path in images:
+        run_dir = exp_dir / path.stem
+        metrics_path = run_dir / f"metrics_{tag}.yml"
+        if metrics_path.is_file():
+            print(f"{path.stem}: {tag} done, skipped")
+            continue
+        image = load_image(path, flag_values["downscaling_factor"])
+        rep = LatentGrid.preset(flag_values["latent_preset"], image.shape[0], image.shape[1], image.shape[2])
+        writer = None
+        if flag_values.get("tensorboard", True):
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(run_dir / "summaries" / tag))
+        try:
+            data, info = compress_image_latent(image, rep, flag_values["rate_lambda"], schedule,
+                                               seed=flag_values["seed"], progress=progress, desc=path.stem,
+                                               writer=writer)
+        finally:
+            if writer is not None:
+                writer.close()
+        atomic_write_bytes(run_dir / f"compressed_{tag}.inr", data)
+        record = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in info.items()}
+        atomic_write_text(metrics_path, yaml.safe_dump(record, sort_keys=True))
+        print(f"{path.stem}: {info['bytes']} bytes ({info['bpp']:.4f} bpp), PSNR {info['psnr']:.2f} dB, "
+              f"MS-SSIM {info['ms_ssim']:.4f} (decoded from the file; float fit {info['fit_psnr']:.2f} dB), "
+              f"{info['encode_seconds']:.0f} s")
+    records = read_run_records(exp_dir, f"metrics_{tag}.yml", yaml.safe_load)
+    summary = {"name": exp_dir.name,
+               "description": f"inrcompress latent grid, {tag}; {len(records)} images; bpp from the .inr file sizes, "
+                              "metrics on the decoded 8-bit images, averaged per image",
+               "results": {key: finite_mean(r.get(source) for r in records.values())
+                           for key, source in LATENT_RESULT_KEYS.items()},
+               "per_image": {name: {k: r.get(k) for k in ("bpp", "bytes", "psnr", "ssim", "ms_ssim", "encode_seconds",
+                                                          "decode_seconds", "decoder_macs_per_point", "rate_lambda")}
+                             for name, r in records.items()}}
+    write_json(exp_dir / f"results_{tag}.json", summary)
+    results = summary["results"]
+    print(f"{exp_dir.name}: {len(records)} images, {results['bpp']:.4f} bpp, PSNR {results['psnr-rgb']:.2f} dB "
+          f"-> {exp_dir / f'results_{tag}.json'}")
+    return summary

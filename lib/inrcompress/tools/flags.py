@@ -187,6 +187,27 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
                       ".venv-aimet/bin/python). The file and its decoding are the same either way.", flag_values=fv)
 
 
+def define_latent_codec(fv: flags.FlagValues, presets: Sequence[str], schedules: Sequence[str], *,
+                        representation: bool = False, rate_lambda: bool = False) -> None:
+    """The latent-grid codec's flags (issue 18; beyond the paper): --latent_preset (the decoder's
+    size: codec/representations/latent.PRESETS) and --latent_schedule (the fit: fit/latent.SCHEDULES),
+    passed in so that this module does not import torch. representation=True adds --representation
+    (encode.py: siren, the paper's, or latent); rate_lambda=True adds --rate_lambda where no other
+    group defines it."""
+    if representation:
+        flags.DEFINE_enum("representation", "siren", ["siren", "latent"], "What is fitted: siren (the paper's "
+                          "MLP) or latent (latent grids + auto-regressive model: --latent_preset, --latent_schedule, "
+                          "--rate_lambda).", flag_values=fv)
+    flags.DEFINE_enum("latent_preset", "mac1000", list(presets), "Latent grid: decoder size preset (about 500 / "
+                      "1000 / 2000 multiply-accumulates per decoded pixel).", flag_values=fv)
+    flags.DEFINE_enum("latent_schedule", "fast", list(schedules), "Latent grid: the fit's named schedule "
+                      "(iterations, learning rate, noise phase, random starts; written to FLAGS.yml).",
+                      flag_values=fv)
+    if rate_lambda:
+        flags.DEFINE_float("rate_lambda", 0.002, "Latent grid: loss = MSE on the [0, 1] scale + rate_lambda x bits "
+                           "per pixel (larger: smaller files).", lower_bound=0.0, flag_values=fv)
+
+
 def define_decode_limits(fv: flags.FlagValues, *, images: bool = True) -> None:
     """--max_pixels (images=True) and --max_parameters: what a decoder may do for one file
     (container.DecodeLimits; checked right after the header, before anything is decoded)."""
