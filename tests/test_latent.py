@@ -318,3 +318,25 @@ def test_overfit_latent_tool_writes_files_results_and_resumes_image_by_image(tmp
     assert main(argv) == 0
     assert capsys.readouterr().out.count("done, skipped") == 2
     assert main([*argv[:-3], "--rate_lambda", "0"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# Golden files of the new section (tests/golden/latent, made once by made_by_make_golden_latent.py.txt)
+
+GOLDEN = REPO / "tests" / "golden" / "latent"
+GOLDEN_MANIFEST = json.loads((GOLDEN / "latent_manifest.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_MANIFEST))
+def test_golden_latent_file_decodes_to_the_stored_pixels_and_rewrites_byte_for_byte(name):
+    import hashlib
+
+    entry = GOLDEN_MANIFEST[name]
+    data = (GOLDEN / f"{name}.inr").read_bytes()
+    assert hashlib.md5(data).hexdigest() == entry["md5"], "the golden file itself changed"
+    header, picture = decode_image(data)
+    np.testing.assert_array_equal(picture, np.load(GOLDEN / f"{name}_decoded.npy"))
+    assert hashlib.md5(picture.tobytes()).hexdigest() == entry["decoded_md5"]
+    assert len(header.latent_stream) == entry["latent_stream_bytes"]
+    parsed, symbols = read_inr(data)
+    assert encode_inr(parsed, symbols, model=entry["coding_model"])[0] == data
