@@ -3,7 +3,9 @@
 Valid small format-v2 files are built for every arithmetic model and for brotli, the golden
 format-v1 files (tests/golden/v1) are read, and two crafted decompression bombs are made from a
 golden v2 file (its size fields set to 4096 x 65535 and 256 x 65535, CRC recomputed: valid files
-that a decoder must refuse by its DecodeLimits), then all are mutated at random
+that a decoder must refuse by its DecodeLimits), and the latent-grid golden files (tests/golden/latent:
+a file that read_inr accepts is then decoded to pixels, the latents range-decoded with the
+fixed-point ARM, which must end in pixels or a CorruptFileError too), then all are mutated at random
 (bit flips, byte replacements, truncation, insertion, appended bytes). In "plain" mode the
 mutated bytes go to read_inr as they are, and any change must be reported as a CorruptFileError
 (CRC-32 guards the file). In "fixed-crc" mode the checksum is recomputed after mutating, so the
@@ -80,6 +82,8 @@ def build_corpus() -> list[tuple[str, bytes]]:
     small = (GOLDEN / "v2" / "image_landscape_arith.inr").read_bytes()
     for height, width in BOMB_SIZES:
         corpus.append((f"v2 crafted {height}x{width}", with_image_size(small, height, width)))
+    for path in sorted((GOLDEN / "latent").glob("*.inr")):
+        corpus.append((f"v2 latent {path.stem}", path.read_bytes()))
     return corpus
 
 
@@ -129,6 +133,19 @@ def check(mutant: bytes, original: bytes, fixed_crc: bool) -> tuple[str, str]:
         return "unexpected exception:\n" + traceback.format_exc(), "unexpected exception"
     if not fixed_crc and mutant != original:
         return "a changed file was accepted despite the checksum", "decoded"
+    if header.latent_stream:  # the latent stream is decoded by the image decoder, not read_inr
+        from inrcompress.codec.compress import decode_image
+
+        try:
+            _, picture = decode_image(mutant)
+        except CorruptFileError as exc:
+            if "\n" in str(exc):
+                return f"multi-line error message: {str(exc)!r}", "latent refused"
+            return "", "latent stream refused: " + "".join(c for c in str(exc) if not c.isdigit())[:40]
+        except Exception:  # noqa: BLE001
+            return "unexpected exception in the latent decoder:\n" + traceback.format_exc(), "unexpected exception"
+        if picture.shape[:2] != (header.height, header.width):
+            return f"decoded a {picture.shape} picture for {header.height}x{header.width}", "decoded"
     lengths = bs.tensor_lengths(header)
     if len(symbols) != len(lengths):
         return f"{len(symbols)} symbol arrays for {len(lengths)} tensors", "decoded"

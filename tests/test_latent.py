@@ -340,3 +340,23 @@ def test_golden_latent_file_decodes_to_the_stored_pixels_and_rewrites_byte_for_b
     assert len(header.latent_stream) == entry["latent_stream_bytes"]
     parsed, symbols = read_inr(data)
     assert encode_inr(parsed, symbols, model=entry["coding_model"])[0] == data
+
+
+def test_fuzzed_latent_files_are_refused_cleanly_or_decode():
+    """benchmarks/fuzz_decoder.py's fixed-checksum mode on the latent golden files, briefly."""
+    import random
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_decoder", REPO / "benchmarks" / "fuzz_decoder.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    corpus = [(label, data) for label, data in fuzz.build_corpus() if "latent" in label]
+    assert len(corpus) == 2
+    rng = random.Random(3)
+    outcomes = set()
+    for i in range(300):
+        label, original = corpus[i % 2]
+        problem, outcome = fuzz.check(fuzz.with_crc(fuzz.mutate(original[:-4], rng)), original, True)
+        assert not problem, (label, problem)
+        outcomes.add(outcome)
+    assert "decoded" in outcomes and any(o.startswith("latent stream refused") for o in outcomes)
