@@ -74,7 +74,7 @@ class LatentSchedule:
 
 SCHEDULES: dict[str, LatentSchedule] = {s.name: s for s in (
     LatentSchedule("test", iterations=60, lr=0.05, noise_fraction=0.5, eval_every=10),
-    LatentSchedule("fast", iterations=1500, starts=2, start_iterations=150),
+    LatentSchedule("fast", iterations=1500, lr=0.02, starts=2, start_iterations=150),
     LatentSchedule("standard", iterations=4000, starts=3, start_iterations=300),
     LatentSchedule("long", iterations=20000, lr=1e-2, starts=3, start_iterations=1000, eval_every=200),
 )}

@@ -47,11 +47,11 @@ BICUBIC_MACS = 16
 # Decoder-size presets (about 500 / 1,000 / 2,000 MAC per pixel; LatentGrid.macs_per_point states
 # the exact count for an image).
 PRESETS: dict[str, dict[str, int]] = {
-    "mac500": {"levels": 7, "arm_context": 8, "arm_hidden": 8, "arm_layers": 2, "synthesis_hidden": 12,
+    "mac500": {"levels": 7, "arm_context": 8, "arm_hidden": 8, "arm_layers": 2, "synthesis_hidden": 16,
                "synthesis_layers": 1},
     "mac1000": {"levels": 7, "arm_context": 12, "arm_hidden": 12, "arm_layers": 2, "synthesis_hidden": 16,
                 "synthesis_layers": 2},
-    "mac2000": {"levels": 7, "arm_context": 16, "arm_hidden": 16, "arm_layers": 2, "synthesis_hidden": 24,
+    "mac2000": {"levels": 7, "arm_context": 16, "arm_hidden": 16, "arm_layers": 2, "synthesis_hidden": 28,
                 "synthesis_layers": 2},
 }
 
