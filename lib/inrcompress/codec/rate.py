@@ -11,6 +11,9 @@ and codes about 3.5 % fewer symbol bits than the Laplace, so that the Laplace's 
 8 bits for widths 16, 24 and 32 fitted 300-400 steps (2026-12-01); tests/test_rate_estimate.py
 checks 5 % on fitted networks.
 
+RateTerm puts the estimate into a fit as a parameter term (fit/losses.py's ParameterTerm protocol;
+the codec does not import fit: the term is duck-typed): rate_lambda x estimated bits per pixel.
+
 Differentiable: the rounding is straight-through (the forward value is the real symbol, the
 gradient that of the unrounded value), so the estimate equals the cost of the real symbols while
 its gradient moves weights toward cheaper ones. Units: bits. Steps are given, not differentiated
@@ -66,3 +69,48 @@ def network_bits(tensors: Sequence[torch.Tensor], steps: Sequence[torch.Tensor],
     steps (each (N,)): the sum of tensor_bits plus STREAM_BITS; (N,)."""
     total = sum(tensor_bits(t, s, bitwidth) for t, s in zip(tensors, steps))
     return total + STREAM_BITS
+
+
+# Calls of RateTerm.value between two step searches (the steps follow the weights slowly).
+STEP_REFRESH_CALLS = 50
+
+
+class RateTerm:
+    """weight x the estimated coded bits per pixel of N networks' declared tensors, quantized at
+    `bitwidth` with the steps the encoder would choose (quant.choose_step_size times step_scale),
+    recomputed from the current weights every STEP_REFRESH_CALLS calls and held fixed in between
+    (not differentiated: the gradient says which weights are worth fewer bits at those steps).
+    A fit parameter term (fit/losses.py ParameterTerm): value(params) -> (N,)."""
+
+    name = "rate_bpp"
+
+    def __init__(self, weight: float, pixels: int, tensor_names: Sequence[str], bitwidth: int,
+                 step_scale: float = 1.0):
+        from inrcompress.codec.quant import _check_bitwidth
+
+        self.weight, self.pixels = float(weight), int(pixels)
+        self.tensor_names, self.bitwidth = list(tensor_names), _check_bitwidth(bitwidth)
+        self.step_scale = float(step_scale)
+        self._steps: list[torch.Tensor] | None = None
+        self._calls = 0
+
+    def steps(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per tensor the (N,) steps the encoder would choose for these values, refreshed every
+        STEP_REFRESH_CALLS calls."""
+        from inrcompress.codec.quant import choose_step_size, scaled_steps
+
+        if self._steps is None or self._calls % STEP_REFRESH_CALLS == 0:
+            per_signal = [scaled_steps([choose_step_size(t[n], self.bitwidth) for t in tensors], self.step_scale)
+                          for n in range(tensors[0].shape[0])]
+            self._steps = [torch.tensor([s[k] for s in per_signal], dtype=tensors[k].dtype, device=tensors[k].device)
+                           for k in range(len(tensors))]
+        self._calls += 1
+        return self._steps
+
+    def bits(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Estimated payload bits (N,) of params {name: (N, *shape)}."""
+        tensors = [params[name] for name in self.tensor_names]
+        return network_bits(tensors, self.steps([t.detach() for t in tensors]), self.bitwidth)
+
+    def value(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.weight * self.bits(params) / self.pixels

@@ -11,16 +11,20 @@ included); bpp_payload counts only the coded weights and the step sizes, as the 
 from __future__ import annotations
 
 import io
+import math
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from inrcompress.codec.compress import QuantConfig, decode_image
+from inrcompress.codec.container import InrHeader, encode_inr
+from inrcompress.codec.representations import representation_of
 from inrcompress.config import model_config_from_flags
 from inrcompress.errors import InrError
-from inrcompress.evaluate.metrics import image_metrics
+from inrcompress.evaluate.metrics import image_metrics, psnr
 from inrcompress.experiments.quantize import FittedSignal, encode_signals, quantize_experiments
 from inrcompress.fit.meta import MAML_INIT_FILE
 from inrcompress.fit.engine import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
@@ -66,6 +70,195 @@ def compress_image_models(models: list[INR], images: list[np.ndarray], qcfg: Qua
     for _, info in coded:
         info["bpp_payload"] = 8 * info["paper_bytes"] / (height * width)
     return coded
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoding to a target rate or quality (beyond the paper: encode.py --target_bpp / --target_psnr)
+
+# A file lands within this relative distance of a --target_bpp.
+TARGET_TOLERANCE = 0.03
+# Step scales the target search tries: 1 (the bit width's MSE-optimal steps) .. 2^MAX_LOG2_SCALE.
+MAX_LOG2_SCALE = 8.0
+BISECTION_STEPS = 14
+# Bit widths the search tries below the configured one (their own step grids: at the same rate a
+# lower bit width's clipped MSE-optimal steps beat a coarser scale of a higher one, measured on
+# kodim23 at 1/4 size, width 32: 7 bit scale 1 1.304 bpp 32.23 dB, 8 bit scale 2 1.303 bpp 32.07 dB).
+TARGET_BITWIDTHS_BELOW = 2
+# Final encodes (AdaRound and QAT move roundings, so the file's size can differ a little from the
+# nearest-rounding candidate's): after the first, this many corrections of the candidate's goal.
+TARGET_CORRECTIONS = 2
+
+
+@dataclass(frozen=True)
+class RateTarget:
+    """What encode.py --target_bpp / --target_psnr asks for: a file size (bpp, within
+    TARGET_TOLERANCE) or a quality (PSNR in dB, reached at the smallest file the search finds)."""
+
+    bpp: float | None = None
+    psnr: float | None = None
+
+    def __post_init__(self):
+        if (self.bpp is None) == (self.psnr is None):
+            raise InrError("give one of --target_bpp and --target_psnr")
+        if self.bpp is not None and not (math.isfinite(self.bpp) and self.bpp > 0):
+            raise InrError(f"--target_bpp must be a positive number, got {self.bpp}")
+        if self.psnr is not None and not (math.isfinite(self.psnr) and 0 < self.psnr <= 100):
+            raise InrError(f"--target_psnr must be in (0, 100] dB, got {self.psnr}")
+
+
+def smallest_file_bytes(model_or_config, height: int, width: int, qcfg: QuantConfig) -> int:
+    """Bytes of the smallest file of this architecture and image size: every parameter zero (the
+    header, the step sizes and an empty payload), the floor no step scale goes below."""
+    representation = representation_of(model_or_config)
+    header = InrHeader(modality="image", height=height, width=width, rotated=False, representation=representation,
+                       bitwidth=qcfg.bitwidth, coder=qcfg.code,
+                       step_sizes=tuple(1.0 for _ in representation.tensor_specs()))
+    zero = 1 << (qcfg.bitwidth - 1)
+    symbols = [np.full(int(np.prod(spec.shape)), zero, dtype=np.int64) for spec in representation.tensor_specs()]
+    return len(encode_inr(header, symbols)[0])
+
+
+def check_rate_target(target: RateTarget, model_or_config, height: int, width: int, qcfg: QuantConfig) -> None:
+    """Refuse, before any fitting, a --target_bpp below the smallest file of the architecture."""
+    if target.bpp is None:
+        return
+    floor = smallest_file_bytes(model_or_config, height, width, qcfg)
+    floor_bpp = 8 * floor / (height * width)
+    if target.bpp * (1 + TARGET_TOLERANCE) < floor_bpp:
+        raise InrError(f"--target_bpp {target.bpp} is below the smallest file this architecture can write for a "
+                       f"{width}x{height} image ({floor} bytes of header and step sizes: {floor_bpp:.4f} bpp)")
+
+
+# The architecture per rate of --target_bpp without --hidden_dims: the width whose file at this many
+# bits per parameter (header and step sizes aside) matches the target. On 1/4-size Kodak the
+# paper's pipeline at 7 bits, where its curve is best (benchmarks/RESULTS.md section 3), codes
+# 5.8 bits per parameter (width 16: 0.4586 bpp, 1,939 parameters, 24,576 pixels).
+TARGET_BITS_PER_PARAMETER = 5.8
+TARGET_WIDTHS = (8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128)
+
+
+def width_for_rate(target_bpp: float, height: int, width: int, model_cfg, qcfg: QuantConfig) -> int:
+    """The hidden width (of TARGET_WIDTHS; the other architecture fields of model_cfg kept) whose
+    parameters at TARGET_BITS_PER_PARAMETER fill the target's bits beyond the smallest file."""
+    from dataclasses import replace as replace_config
+
+    best, best_miss = TARGET_WIDTHS[0], math.inf
+    for hidden in TARGET_WIDTHS:
+        cfg = replace_config(model_cfg, hidden_dims=hidden)
+        budget = target_bpp * height * width - 8 * smallest_file_bytes(cfg, height, width, qcfg)
+        parameters = sum(int(np.prod(spec.shape)) for spec in representation_of(cfg).tensor_specs())
+        if budget <= 0:
+            continue
+        miss = abs(math.log(parameters * TARGET_BITS_PER_PARAMETER / budget))
+        if miss < best_miss:
+            best, best_miss = hidden, miss
+    return best
+
+
+@dataclass
+class Candidate:
+    """One quantization tried by the target search: its settings, file and measurements."""
+
+    qcfg: QuantConfig
+    data: bytes
+    info: dict
+    measured: dict
+
+
+def _try(model, image, qcfg: QuantConfig, seed: int, progress: bool = False, final: bool = False) -> Candidate:
+    """Code the network with qcfg and measure the file: every metric for a final encode, the PSNR
+    alone (of the decoded file, as measure_decoded computes it) for a search candidate."""
+    data, info = compress_image_model(model, image, qcfg, seed=seed, progress=progress)
+    if final:
+        return Candidate(qcfg, data, info, measure_decoded(data, image))
+    _, decoded = decode_image(data, limits=None)
+    return Candidate(qcfg, data, info, {"psnr": psnr(decoded / 255.0, image / 255.0)})
+
+
+def _bisect_scale(model, image, qcfg: QuantConfig, seed: int, holds, holds_at_large: bool) -> Candidate | None:
+    """The candidate (nearest rounding at qcfg's bit width) at the boundary of `holds` over step
+    scales [1, 2^MAX_LOG2_SCALE], bisected on log2(scale): holds_at_large (a file size limit) gives
+    the smallest scale that holds (the largest file within the limit), else (a quality floor) the
+    largest scale that holds. None when no scale holds; the end of the range when all do."""
+    quick = replace(qcfg, adaround=False, retrain=False)
+    ends = {0.0: _try(model, image, replace(quick, step_scale=1.0), seed),
+            MAX_LOG2_SCALE: _try(model, image, replace(quick, step_scale=2.0 ** MAX_LOG2_SCALE), seed)}
+    inside, outside = (MAX_LOG2_SCALE, 0.0) if holds_at_large else (0.0, MAX_LOG2_SCALE)
+    if not holds(ends[inside]):
+        return None
+    if holds(ends[outside]):
+        return ends[outside]
+    best = ends[inside]
+    for _ in range(BISECTION_STEPS):
+        mid = (inside + outside) / 2
+        candidate = _try(model, image, replace(quick, step_scale=float(np.float32(2.0 ** mid))), seed)
+        if holds(candidate):
+            inside, best = mid, candidate
+        else:
+            outside = mid
+    return best
+
+
+def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, target: RateTarget, *, seed: int = 0,
+                     progress: bool = False) -> tuple[bytes, dict, dict]:
+    """Quantize and code a fitted image network to a target size or quality.
+
+    The search: for qcfg's bit width and the TARGET_BITWIDTHS_BELOW below it, a bisection on the
+    step scale with nearest rounding (cheap: no AdaRound, no QAT) measures real files: for a bpp
+    target the largest scale whose file is not larger than the target, for a PSNR target the largest
+    whose decoded PSNR reaches it. It keeps the bit width whose candidate is best (highest PSNR, or
+    smallest file), then encodes with qcfg's full pipeline (AdaRound, QAT) at that scale and measures
+    the file; when that misses a bpp target by more than TARGET_TOLERANCE (or a PSNR target at all),
+    the candidate's goal is corrected by the miss and the final encode repeated (TARGET_CORRECTIONS
+    times at most). Returns the file bytes, its size record and what was chosen:
+    {bitwidth, step_scale, bpp, psnr, target_bpp | target_psnr, tries}."""
+    pixels = image.shape[0] * image.shape[1]
+    check_rate_target(target, model, image.shape[0], image.shape[1], qcfg)
+    bitwidths = [b for b in range(qcfg.bitwidth, qcfg.bitwidth - TARGET_BITWIDTHS_BELOW - 1, -1) if b >= 2]
+    goal = target.bpp * pixels / 8 if target.bpp is not None else target.psnr
+    tries = 0
+    for attempt in range(TARGET_CORRECTIONS + 1):
+        if target.bpp is not None:
+            holds = (lambda c, limit=goal: len(c.data) <= limit)
+            better = (lambda c: c.measured["psnr"])
+        else:
+            holds = (lambda c, limit=goal: c.measured["psnr"] >= limit)
+            better = (lambda c: -len(c.data))
+        found = [c for c in (_bisect_scale(model, image, replace(qcfg, bitwidth=b), seed, holds,
+                                           holds_at_large=target.bpp is not None) for b in bitwidths)
+                 if c is not None]
+        if not found:
+            if target.bpp is not None:
+                raise InrError(f"--target_bpp {target.bpp}: even the coarsest steps give a larger file; lower "
+                               "--hidden_dims or raise the target")
+            top = _try(model, image, replace(qcfg, adaround=False, retrain=False), seed).measured["psnr"]
+            raise InrError(f"--target_psnr {target.psnr}: this network reaches {top:.2f} dB at {qcfg.bitwidth} bits "
+                           "(nearest rounding); fit longer or wider (--epochs, --hidden_dims)")
+        if target.bpp is not None and all(len(c.data) < goal * (1 - TARGET_TOLERANCE) for c in found):
+            largest = max(len(c.data) for c in found)
+            raise InrError(f"--target_bpp {target.bpp} is above the largest file of this network at {qcfg.bitwidth} "
+                           f"bits ({8 * largest / pixels:.4f} bpp): raise --bitwidth or --hidden_dims")
+        chosen = max(found, key=better)
+        tries += 1
+        final = _try(model, image, replace(qcfg, bitwidth=chosen.qcfg.bitwidth, step_scale=chosen.qcfg.step_scale),
+                     seed, progress, final=True)
+        if target.bpp is not None:
+            miss = len(final.data) / (target.bpp * pixels / 8) - 1
+            if abs(miss) <= TARGET_TOLERANCE:
+                break
+            goal = goal * len(chosen.data) / len(final.data)  # the candidate size that gives the target's file
+        else:
+            if final.measured["psnr"] >= target.psnr:
+                break
+            goal = goal + (target.psnr - final.measured["psnr"]) + 0.05
+    else:
+        what = (f"{8 * len(final.data) / pixels:.4f} bpp" if target.bpp is not None
+                else f"{final.measured['psnr']:.2f} dB")
+        raise InrError(f"the target search ended at {what} after {tries} final encodes: outside the target")
+    chosen_record = {"bitwidth": final.qcfg.bitwidth, "step_scale": final.qcfg.step_scale,
+                     "bpp": final.measured["bpp"], "psnr": final.measured["psnr"], "tries": tries,
+                     **({"target_bpp": target.bpp} if target.bpp is not None else {"target_psnr": target.psnr})}
+    return final.data, final.info, chosen_record
 
 
 def find_source_image(folder: Path, stem: str) -> Path:
@@ -140,7 +333,6 @@ def jpeg_at_size(image: np.ndarray, max_bytes: int) -> dict:
     the smallest is larger: {"fits": False} with the smallest one's numbers."""
     from PIL import Image
 
-    from inrcompress.evaluate.metrics import psnr
 
     picture = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
     encoded = {}

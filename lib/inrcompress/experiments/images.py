@@ -101,11 +101,12 @@ def _summary_writer_callback(signal: ImageSignal):
 
 def fit_image(signal: ImageSignal, model_cfg: ModelConfig, train_cfg: TrainConfig, run_dir: Path | None,
               device: torch.device, *, model: INR | None = None, reference_params=None,
-              step_hook=None, show_progress: bool = True, extra: dict | None = None) -> dict:
+              step_hook=None, show_progress: bool = True, extra: dict | None = None, terms=()) -> dict:
     """Fit one image (resuming from run_dir's checkpoint), write its result.json and reconstruction.
 
     model: a starting network (a MAML init); None = a fresh one seeded with train_cfg.seed.
     extra: more entries for the result (e.g. the metrics after MAML's inner steps).
+    terms: more parameter terms of the loss (e.g. codec.rate.RateTerm).
     Returns the per-image result: metrics, diverged flag, steps, timings.
     """
     if model is None:
@@ -115,7 +116,7 @@ def fit_image(signal: ImageSignal, model_cfg: ModelConfig, train_cfg: TrainConfi
     started = time.perf_counter()
     outcome = fit(model, signal.coords, signal.values, train_cfg, run_dir, reference_params=reference_params,
                   loss_name="img_loss", on_summary=_summary_writer_callback(signal),
-                  progress_desc=signal.name, step_hook=step_hook, show_progress=show_progress)
+                  progress_desc=signal.name, step_hook=step_hook, show_progress=show_progress, terms=terms)
     return finish_image(signal, model, outcome, time.perf_counter() - started, run_dir, extra)
 
 

@@ -8,6 +8,7 @@ TensorBoard log and results. For equal seeds the result equals fitting the image
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +16,7 @@ import torch
 
 from inrcompress.config import TrainConfig
 from inrcompress.fit.engine import FitResult, RunFiles, run_fit
-from inrcompress.fit.losses import loss_for
+from inrcompress.fit.losses import ParameterTerm, loss_for
 from inrcompress.fit.steps import BatchedImagesStep
 from inrcompress.nn import INR
 
@@ -35,6 +36,7 @@ def fit_many(
     step_hook: Callable[[int], None] | None = None,
     show_progress: bool = True,
     grid_shape: tuple[int, int] | None = None,
+    terms: Sequence[ParameterTerm] = (),
 ) -> list[FitResult]:
     """Fit models[n] to values[n] (all at coords), in place; the batched twin of train.fit.
 
@@ -43,11 +45,12 @@ def fit_many(
     whose features each depend on one coordinate, the first layer then runs per grid row and
     column instead of per point (nn.separable_grid_features; the same sums, rounded differently).
     run_dirs[n]: image n's folder (checkpoints/, summaries/) or None. reference_params[n]: theta_0
-    of image n's L1 term. Returns one FitResult per image; each model ends with its best state.
+    of image n's L1 term. terms: more parameter terms of the loss (loss_for's extra_terms). Returns
+    one FitResult per image; each model ends with its best state.
     """
     if not models:
         return []
-    step = BatchedImagesStep(models, coords, values, cfg, loss_for(cfg.l1_reg, reference_params, loss_name),
+    step = BatchedImagesStep(models, coords, values, cfg, loss_for(cfg.l1_reg, reference_params, loss_name, terms),
                              chunk_rows, grid_shape)
     return run_fit(step, cfg, [RunFiles(d) if d is not None else None for d in run_dirs],
                    names=[f"image {n}" for n in range(len(models))], on_summary=on_summary,

@@ -11,6 +11,7 @@ TensorBoard scalar it is logged under.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -81,7 +82,9 @@ def summed(tensors) -> torch.Tensor:
 
 
 def loss_for(l1_reg: float, references: list[dict[str, torch.Tensor]] | None = None,
-             data_name: str = "data_loss") -> FitLoss:
-    """Today's loss: MSE + (when l1_reg > 0) the L1 term toward references (None: toward 0)."""
+             data_name: str = "data_loss", extra_terms: Sequence[ParameterTerm] = ()) -> FitLoss:
+    """Today's loss: MSE + (when l1_reg > 0) the L1 term toward references (None: toward 0), plus
+    extra_terms (e.g. codec.rate.RateTerm, the rate term of encode.py --rate_lambda: a term from
+    outside fit, which plugs in through the ParameterTerm protocol)."""
     terms = [L1ToReference(l1_reg, references)] if l1_reg > 0 else []
-    return FitLoss(data_name=data_name, terms=terms)
+    return FitLoss(data_name=data_name, terms=terms + list(extra_terms))

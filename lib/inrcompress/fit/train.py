@@ -8,6 +8,7 @@ row chunks, optionally compiled).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from inrcompress.config import TrainConfig
 from inrcompress.fit.engine import FitResult, RunFiles, run_fit
-from inrcompress.fit.losses import loss_for
+from inrcompress.fit.losses import ParameterTerm, loss_for
 from inrcompress.fit.steps import ChunkedAutogradStep
 
 
@@ -34,6 +35,7 @@ def fit(
     chunk_rows: int | None = -1,
     step_hook: Callable[[int], None] | None = None,
     show_progress: bool = True,
+    terms: Sequence[ParameterTerm] = (),
 ) -> FitResult:
     """Fit `model` (an INR: .encode(coords), .head(features)) to values at coords, in place.
 
@@ -43,10 +45,11 @@ def fit(
     on_summary(writer, step, model): called every cfg.steps_til_summary steps (images, metrics).
     chunk_rows: rows per forward/backward chunk; -1 picks (CPU: 8192, CUDA: all), None = all.
     step_hook(step): called after each optimizer step (tests use it to interrupt a run).
+    terms: more parameter terms of the loss (fit/losses.py loss_for's extra_terms).
     On return the model holds the best state. A non-finite loss restores the best state and returns
     with diverged=True.
     """
-    loss = loss_for(cfg.l1_reg, [reference_params] if reference_params is not None else None, loss_name)
+    loss = loss_for(cfg.l1_reg, [reference_params] if reference_params is not None else None, loss_name, terms)
     step = ChunkedAutogradStep(model, coords, values, cfg, loss, chunk_rows)
     return run_fit(step, cfg, [RunFiles(run_dir) if run_dir is not None else None], names=[progress_desc or "fit"],
                    on_summary=[on_summary], progress_desc=progress_desc, step_hook=step_hook,

@@ -185,6 +185,23 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
     flags.DEFINE_enum("quantizer", "native", list(QUANTIZERS), "Who computes steps, AdaRound and retraining: native "
                       "(this toolkit) or aimet (the paper's aimet-torch; needs `make setup-aimet` and "
                       ".venv-aimet/bin/python). The file and its decoding are the same either way.", flag_values=fv)
+    flags.DEFINE_float("step_scale", 1.0, "Beyond the paper: every quantization step times this factor (> 1: "
+                       "coarser steps, a smaller file; 1 = the paper's steps).", lower_bound=1e-6, flag_values=fv)
+    flags.DEFINE_bool("rd_steps", False, "Beyond the paper: per-tensor steps by a rate-distortion allocation "
+                      "(step ~ 1/sqrt(the tensor's measured sensitivity)) instead of each tensor's MSE-optimal "
+                      "step at --bitwidth.", flag_values=fv)
+
+
+def define_rate_target(fv: flags.FlagValues) -> None:
+    """encode.py's target mode (beyond the paper): a file size or a quality instead of fixed settings."""
+    flags.DEFINE_float("target_bpp", None, "Write a file within 3 percent of this many bits per pixel: the width "
+                       "(unless --hidden_dims is given), bit width and step scale are chosen by measuring real "
+                       "files.", flag_values=fv)
+    flags.DEFINE_float("target_psnr", None, "Write the smallest file the search finds whose decoded PSNR reaches "
+                       "this (dB), at the given architecture.", flag_values=fv)
+    flags.DEFINE_float("rate_lambda", 0.0, "Beyond the paper: add rate_lambda x the estimated bits per pixel of the "
+                       "quantized weights (codec/rate.py) to the fitting loss (0 = the paper's loss).",
+                       lower_bound=0.0, flag_values=fv)
 
 
 def define_latent_codec(fv: flags.FlagValues, presets: Sequence[str], schedules: Sequence[str], *,
