@@ -40,9 +40,11 @@ class QuantConfig:
     quantizer: str = "native"  # an entry of codec.quantizers.QUANTIZERS
     # Beyond the paper (off by default): every step times step_scale (> 1: coarser, fewer bits), and
     # per-tensor steps by a rate-distortion allocation (quant.rd_step_sizes) instead of each tensor's
-    # MSE-optimal step at the bit width. The native quantizer only.
+    # MSE-optimal step at the bit width; QAT from AdaRound's soft levels instead of its hard integers.
+    # The native quantizer only.
     step_scale: float = 1.0
     rd_steps: bool = False
+    qat_from_soft: bool = False
 
     def __post_init__(self):
         if not 2 <= self.bitwidth <= 16:
@@ -52,9 +54,9 @@ class QuantConfig:
         check_quantizer(self.quantizer)
         if not (math.isfinite(self.step_scale) and self.step_scale > 0):
             raise InrError(f"step_scale must be a positive finite number, got {self.step_scale}")
-        if (self.step_scale != 1.0 or self.rd_steps) and self.quantizer != "native":
-            raise InrError(f"--quantizer {self.quantizer} chooses its own steps: --step_scale and --rd_steps "
-                           "need --quantizer native")
+        if (self.step_scale != 1.0 or self.rd_steps or self.qat_from_soft) and self.quantizer != "native":
+            raise InrError(f"--quantizer {self.quantizer} runs its own pipeline: --step_scale, --rd_steps and "
+                           "--qat_from_soft need --quantizer native")
 
     @property
     def tag(self) -> str:
@@ -71,6 +73,8 @@ class QuantConfig:
             name += f"_step_scale{float(self.step_scale)}"
         if self.rd_steps:
             name += "_rd_steps"
+        if self.qat_from_soft:
+            name += "_qat_from_soft"
         return name
 
     @classmethod

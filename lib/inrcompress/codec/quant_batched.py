@@ -53,6 +53,7 @@ from inrcompress.codec.quant import (
     _reference_tensors,
     _RowSampler,
     beta_schedule,
+    rectified_sigmoid,
     integer_range,
     rd_step_sizes,
     scaled_steps,
@@ -217,12 +218,14 @@ def _scatter_sum(values: torch.Tensor, idx: torch.Tensor, size: int) -> torch.Te
 def adaround_stacked(residual: torch.Tensor, base: torch.Tensor, bias: torch.Tensor, steps: Sequence[float],
                      bitwidth: int, inputs: RowInputs | GridInputs, target: torch.Tensor,
                      activation: Callable[[torch.Tensor], torch.Tensor] | None, rows: _Rows, *,
-                     iterations: int = 1000, reg: float = 1e-4) -> torch.Tensor:
+                     iterations: int = 1000, reg: float = 1e-4,
+                     soft_levels: dict | None = None) -> torch.Tensor:
     """quant.adaround_weight for N signals: residual, base (N, out, in), bias (N, out), steps one per
     signal, inputs the layer's input rows (RowInputs of (N, P, in) or (P, in), or GridInputs),
     target (N, P, out), rows: the rows each iteration uses; returns the integers (N, out, in) int32.
     The gradient of each signal's loss is written out (adaround_gradient); Adam on the stack of V is
-    elementwise, so it is each signal's own Adam."""
+    elementwise, so it is each signal's own Adam. soft_levels: a dict that receives, under "levels",
+    the soft levels clamp(floor + h(V), qmin, qmax) of the last iteration (float32, (N, out, in))."""
     qmin, qmax = integer_range(bitwidth)
     steps64 = _steps_tensor(steps, residual, torch.float64)
     scaled = residual.detach().to(torch.float64) / steps64
@@ -241,6 +244,8 @@ def adaround_stacked(residual: torch.Tensor, base: torch.Tensor, bias: torch.Ten
         v.grad = adaround_gradient(v, floor, base, bias, steps32, qmin, qmax, inputs, idx, target,
                                    activation, beta_schedule(t, iterations), reg)
         optimizer.step()
+    if soft_levels is not None:
+        soft_levels["levels"] = torch.clamp(floor + rectified_sigmoid(v.detach()), qmin, qmax)
     up = (v >= 0).to(torch.float32)
     return torch.clamp(floor + up, qmin, qmax).to(torch.int32)
 
@@ -285,10 +290,11 @@ def adaround_gradient(v: torch.Tensor, floor: torch.Tensor, base: torch.Tensor, 
 def _adaround_layers(layers: list[LinearLayer], thetas: list[torch.Tensor], refs: list[torch.Tensor],
                      residuals: list[torch.Tensor], ints: list[torch.Tensor], steps: list[list[float]],
                      bitwidth: int, x: torch.Tensor, grid: GridInputs | None, generators: list[torch.Generator],
-                     iterations: int, reg: float, progress: bool) -> None:
+                     iterations: int, reg: float, progress: bool, soft: dict[int, torch.Tensor] | None = None) -> None:
     """AdaRound layer by layer on the stacks (in place on ints): the target is the float network's
     layer output on the float network's input, the input the quantized prefix's output. grid: the
-    split of the shared features x, used by the first layer when every row is cached."""
+    split of the shared features x, used by the first layer when every row is cached. soft: a dict
+    that receives, per weight tensor index, its soft levels of AdaRound's last iteration."""
     rows = x.shape[-2]
     if rows > ADAROUND_MAX_CACHED_ROWS:  # a seeded random subset of the rows per signal
         distinct = {id(g): g for g in generators}
@@ -311,8 +317,12 @@ def _adaround_layers(layers: list[LinearLayer], thetas: list[torch.Tensor], refs
         bias_q = deq(b_i)
         sampler = _Rows(generators, rows, ADAROUND_BATCH_ROWS, x.device)
         inputs = grid if i == 0 and grid is not None else RowInputs(x_quant)
+        levels: dict | None = {} if soft is not None else None
         ints[w_i] = adaround_stacked(residuals[w_i], refs[w_i], bias_q, [s[w_i] for s in steps], bitwidth,
-                                     inputs, target, act, sampler, iterations=iterations, reg=reg)
+                                     inputs, target, act, sampler, iterations=iterations, reg=reg,
+                                     soft_levels=levels)
+        if soft is not None:
+            soft[w_i] = levels["levels"]
         if i < len(layers) - 1:
             x_quant = _chunked_stacked_layer(x_quant, deq(w_i), bias_q, act)
             x_float = target
@@ -376,17 +386,21 @@ def qat_chunk_rows(device: torch.device, n_signals: int) -> int:
 
 
 def _retrain_stacked(forward, ints: list[torch.Tensor], steps: list[list[float]], refs: list[torch.Tensor],
-                     bitwidth: int, y: torch.Tensor, epochs: int, lr: float, progress: bool
+                     bitwidth: int, y: torch.Tensor, epochs: int, lr: float, progress: bool,
+                     start_levels: dict[int, torch.Tensor] | None = None
                      ) -> tuple[list[torch.Tensor], list[list[float]]]:
     """QAT with frozen step sizes on the stacks: Adam at `lr` over float residuals initialised at the
-    dequantized values, `epochs` full-signal MSE steps; every state (the initial one included) is
-    evaluated and each signal keeps the integers of its lowest quantized MSE. Returns them and each
-    signal's MSE history."""
+    dequantized values (tensor k at start_levels[k] * step instead where given: AdaRound's soft
+    levels, which leave its undecided weights on a rounding boundary for QAT to decide), `epochs`
+    full-signal MSE steps; every state (the initial one included) is evaluated and each signal keeps
+    the integers of its lowest quantized MSE. Returns them and each signal's MSE history."""
     qmin, qmax = integer_range(bitwidth)
     n_signals = y.shape[0]
     steps64 = [_steps_tensor([s[k] for s in steps], q, torch.float64) for k, q in enumerate(ints)]
     steps32 = [_steps_tensor([s[k] for s in steps], q, torch.float32) for k, q in enumerate(ints)]
     params = [dequantize_stacked(q, s).detach().clone() for q, s in zip(ints, steps32)]
+    for k, levels in (start_levels or {}).items():
+        params[k] = (levels.to(torch.float32) * steps32[k]).detach().clone()
     optimizer = torch.optim.Adam(params, lr=lr)
     n_values = y[0].numel()
     best_mse = torch.full((n_signals,), math.inf, dtype=torch.float64)
@@ -485,7 +499,7 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
                     adaround: bool = True, adaround_iterations: int = 1000, adaround_reg: float = 1e-4,
                     retrain: bool = True, retrain_epochs: int = 300, retrain_lr: float = 1e-6,
                     references=None, seeds=0, grid_shape: tuple[int, int] | None = None,
-                    step_scale: float = 1.0, rd_steps: bool = False,
+                    step_scale: float = 1.0, rd_steps: bool = False, qat_from_soft: bool = False,
                     progress: bool = False) -> list[QuantizedTensors]:
     """quant.quantize_model for N models of one representation as one stacked computation; returns
     one QuantizedTensors per model (the models are not modified).
@@ -499,7 +513,10 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
     retraining then runs per grid row and column. step_scale: every step times this (1: the paper's
     steps; > 1 coarser, fewer bits). rd_steps: per-tensor steps by the rate-distortion allocation
     (quant.rd_step_sizes on sensitivities measured on the signal, tensor_sensitivities) instead of
-    each tensor's MSE-optimal step at the bit width. Other arguments as quantize_model.
+    each tensor's MSE-optimal step at the bit width. qat_from_soft: retraining starts from
+    AdaRound's soft levels (floor + h(V)) instead of its hard integers (what AIMET's QAT does; at
+    the paper's lr 1e-6 hard starts barely move, benchmarks/RESULTS.md AIMET cross-check). Other
+    arguments as quantize_model.
     """
     b = _check_bitwidth(bitwidth)
     if not models:
@@ -519,7 +536,7 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
             adaround_iterations=adaround_iterations, adaround_reg=adaround_reg, retrain=retrain,
             retrain_epochs=retrain_epochs, retrain_lr=retrain_lr, references=pick(references, part),
             seeds=pick(seeds, part), grid_shape=grid_shape, step_scale=step_scale, rd_steps=rd_steps,
-            progress=progress)]
+            qat_from_soft=qat_from_soft, progress=progress)]
     declared = [_declared(m) for m in models]
     rep = declared[0][0]
     if any(r != rep for r, _ in declared):
@@ -570,13 +587,14 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
         qmin, qmax = integer_range(b)
         ints = [quantize_stacked(r, _steps_tensor([s[k] for s in steps], r, torch.float64), qmin, qmax)
                 for k, r in enumerate(residuals)]
+    soft: dict[int, torch.Tensor] | None = {} if qat_from_soft else None
     if use_adaround:
         by_seed: dict[int, torch.Generator] = {}
         generators = [by_seed.setdefault(int(s), torch.Generator().manual_seed(int(s))) for s in seeds]
         _adaround_layers(layers, thetas, refs, residuals, ints, steps, b, x, grid, generators,
-                         int(adaround_iterations), float(adaround_reg), progress)
+                         int(adaround_iterations), float(adaround_reg), progress, soft)
 
     if retrain and int(retrain_epochs) > 0:
         ints, _ = _retrain_stacked(forward, ints, steps, refs, b, y, int(retrain_epochs), float(retrain_lr),
-                                   progress)
+                                   progress, soft)
     return [_pack([q[n].cpu() for q in ints], steps[n], b) for n in range(n_models)]

@@ -190,6 +190,8 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
     flags.DEFINE_bool("rd_steps", False, "Beyond the paper: per-tensor steps by a rate-distortion allocation "
                       "(step ~ 1/sqrt(the tensor's measured sensitivity)) instead of each tensor's MSE-optimal "
                       "step at --bitwidth.", flag_values=fv)
+    flags.DEFINE_bool("qat_from_soft", False, "Beyond the paper: quantization-aware retraining starts from AdaRound's "
+                      "soft levels (as AIMET's does) instead of its hard integers.", flag_values=fv)
 
 
 def define_rate_target(fv: flags.FlagValues) -> None:
