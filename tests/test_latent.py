@@ -360,3 +360,30 @@ def test_fuzzed_latent_files_are_refused_cleanly_or_decode():
         assert not problem, (label, problem)
         outcomes.add(outcome)
     assert "decoded" in outcomes and any(o.startswith("latent stream refused") for o in outcomes)
+
+
+def test_encode_tool_with_the_latent_representation(tmp_path, capsys):
+    from PIL import Image
+
+    from inrcompress.tools.encode import main
+
+    source = tmp_path / "in.png"
+    Image.fromarray(smooth_image(16, 20, seed=4)).save(source)
+    target = tmp_path / "out.inr"
+    common = [str(source), str(target), "--representation", "latent", "--latent_schedule", "test",
+              "--latent_preset", "mac500"]
+    assert main([*common, "--rate_lambda", "0.004"]) == 0
+    out = capsys.readouterr().out
+    header, picture = decode_image(target.read_bytes())
+    assert isinstance(header.representation, LatentGrid) and picture.shape == (16, 20, 3)
+    error = np.mean((picture.astype(np.float64) - np.asarray(Image.open(source))) ** 2) / 255.0 ** 2
+    assert f"PSNR {-10 * math.log10(error):.2f} dB" in out and f"{target.stat().st_size} bytes" in out
+    from inrcompress.tools.encode import build_flags
+
+    refused = [(["--rate_lambda", "0.004", "--epochs", "5"], "does not use --epochs"),
+               (["--rate_lambda", "0"], "needs --rate_lambda > 0")]
+    if "target_bpp" in build_flags():  # issue 17's rate targets
+        refused.append((["--rate_lambda", "0.004", "--target_bpp", "1"], "--target_bpp is not available"))
+    for extra, message in refused:
+        assert main([*common, *extra]) == 2
+        assert message in capsys.readouterr().err

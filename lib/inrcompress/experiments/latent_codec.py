@@ -29,7 +29,6 @@ import torch
 
 from inrcompress.codec import entropy as coding
 from inrcompress.codec import latent_coding
-from inrcompress.codec.compress import decode_image
 from inrcompress.codec.container import InrHeader, encode_inr
 from inrcompress.codec.quant import QuantizedTensors, dequantize, load_quantized, quantize, symbols_from_integers
 from inrcompress.codec.representations.latent import LatentGrid
@@ -175,9 +174,10 @@ def check_latent_flags(values: dict, given: set[str]) -> None:
                        "[0, 1] scale; e.g. 0.0005 for high quality .. 0.01 for small files)")
 
 
-def encode_latent_file(source: Path, target: Path, values: dict, given: set[str]) -> dict:
+def encode_latent_file(source: Path, target: Path, values: dict, given: set[str]) -> tuple[np.ndarray, dict]:
     """encode.py --representation latent: fit, code and write `target` from image `source` with
-    encode.py's flag values (`given`: the flags set on the command line); returns the measurements."""
+    encode.py's flag values (`given`: the flags set on the command line); returns the image and
+    the measurements (of the file as written, decoded)."""
     from inrcompress.config import atomic_write_bytes
     from inrcompress.fit.latent import schedule_by_name
     from inrcompress.signals.image import load_image
@@ -190,14 +190,8 @@ def encode_latent_file(source: Path, target: Path, values: dict, given: set[str]
     data, info = compress_image_latent(image, representation, values["rate_lambda"], schedule, seed=values["seed"],
                                        progress=True, desc=source.stem)
     atomic_write_bytes(target, data)
-    return {**info, **measure_decoded(target.read_bytes(), image), "schedule": schedule.name,
-            "preset": values["latent_preset"]}
-
-
-def decoded_equals(data: bytes, image: np.ndarray) -> bool:
-    """Whether the file decodes to exactly `image` (uint8)."""
-    _, decoded = decode_image(data, limits=None)
-    return decoded.shape == image.shape and bool((decoded == image).all())
+    return image, {**info, **measure_decoded(target.read_bytes(), image), "schedule": schedule.name,
+                   "preset": values["latent_preset"]}
 
 
 # ------------------------------------------------------------------------------------------------
