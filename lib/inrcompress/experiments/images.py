@@ -140,10 +140,11 @@ def finish_image(signal: ImageSignal, model: INR, outcome, seconds: float, run_d
 def fit_images_batched(signals: list[ImageSignal], model_cfg: ModelConfig, train_cfg: TrainConfig,
                        run_dirs: list[Path | None], device: torch.device, *, models: list[INR] | None = None,
                        reference_params: list[dict] | None = None, extras: list[dict] | None = None,
-                       step_hook=None, show_progress: bool = True) -> list[dict]:
+                       step_hook=None, show_progress: bool = True, terms=()) -> list[dict]:
     """Fit images of one size together (batched.fit_many) with the same per-image outputs as
     fit_image. models: starting networks (MAML-adapted ones); None = the init fit_image would give
-    each image (seed train_cfg.seed). reference_params / extras: per image, as in fit_image."""
+    each image (seed train_cfg.seed). reference_params / extras: per image, as in fit_image. terms:
+    more parameter terms of the loss, each over the N images at once (e.g. codec.rate.RateTerm)."""
     if models is None:
         models = []
         for _ in signals:
@@ -154,7 +155,7 @@ def fit_images_batched(signals: list[ImageSignal], model_cfg: ModelConfig, train
                         reference_params=reference_params, loss_name="img_loss",
                         on_summary=[_summary_writer_callback(s) for s in signals],
                         progress_desc=f"{len(signals)} images", step_hook=step_hook, show_progress=show_progress,
-                        grid_shape=(signals[0].height, signals[0].width))
+                        grid_shape=(signals[0].height, signals[0].width), terms=terms)
     seconds = time.perf_counter() - started
     extras = extras or [None] * len(signals)
     return [finish_image(s, m, o, seconds, d, e)
