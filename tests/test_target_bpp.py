@@ -7,24 +7,26 @@ import re
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from inrcompress.codec.compress import QuantConfig, decode_image
 from inrcompress.config import ModelConfig, TrainConfig
 from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import psnr
-from inrcompress.experiments.image_codec import (TARGET_TOLERANCE, RateTarget, check_rate_target, encode_to_target,
-                                                 smallest_file_bytes)
+from inrcompress.experiments.image_codec import TARGET_TOLERANCE, check_rate_target, encode_to_target, smallest_file_bytes
 from inrcompress.fit.train import fit
 from inrcompress.nn import INR
 from inrcompress.signals.grid import coordinate_grid
 from inrcompress.signals.image import image_to_values
 from inrcompress.tools.decode import main as decode_main
 from inrcompress.tools.encode import main as encode_main
+from inrcompress.tools.overfit_inr import main as overfit_main
+from inrcompress.tools.quantize_and_test import main as quantize_main
 
 from .conftest import photo_crop
 
-QUICK = ["--epochs=150", "--device=cpu", "--adaround_iterations=20", "--retrain_epochs=5"]
+QUICK_FLAGS = ["--epochs=150", "--device=cpu", "--adaround_iterations=20", "--retrain_epochs=5"]
 HEIGHT, WIDTH = 40, 56
 
 
@@ -44,7 +46,7 @@ def _reported(out: str) -> tuple[float, float]:
 @pytest.mark.parametrize("target_bpp", [2.0, 4.0])
 def test_target_bpp_file_within_3_percent_and_decode_reproduces_the_psnr(photo, tmp_path, capsys, target_bpp):
     target = tmp_path / "out.inr"
-    assert encode_main([str(photo), str(target), f"--target_bpp={target_bpp}", *QUICK]) == 0
+    assert encode_main([str(photo), str(target), f"--target_bpp={target_bpp}", *QUICK_FLAGS]) == 0
     out = capsys.readouterr().out
     assert "chose width" in out and "step scale" in out
     pixels = HEIGHT * WIDTH
@@ -69,12 +71,12 @@ def fitted_network():
     return model, image
 
 
-QUICK_QCFG = QuantConfig(adaround_iterations=20, retrain_epochs=5)
+QUICK = dict(adaround_iterations=20, retrain_epochs=5)
 
 
 def test_encode_to_target_reports_the_psnr_and_bpp_of_its_file_exactly(fitted_network):
     model, image = fitted_network
-    data, _, chosen = encode_to_target(model, image, QUICK_QCFG, RateTarget(bpp=5.0))
+    data, _, chosen = encode_to_target(model, image, QuantConfig(target_bpp=5.0, **QUICK))
     _, decoded = decode_image(data)
     assert chosen["psnr"] == psnr(decoded / 255.0, image / 255.0)
     assert chosen["bpp"] == 8 * len(data) / (32 * 48)
@@ -84,11 +86,12 @@ def test_encode_to_target_reports_the_psnr_and_bpp_of_its_file_exactly(fitted_ne
 @pytest.mark.slow
 def test_psnr_target_is_reached_with_a_smaller_file_than_the_best(fitted_network):
     model, image = fitted_network
-    best, _, top = encode_to_target(model, image, QUICK_QCFG, RateTarget(bpp=5.0))
+    best, _, top = encode_to_target(model, image, QuantConfig(target_bpp=5.0, **QUICK))
     goal = top["psnr"] - 1.0
-    small, _, reached = encode_to_target(model, image, QUICK_QCFG, RateTarget(psnr=goal))
+    small, _, reached = encode_to_target(model, image, QuantConfig(target_psnr=goal, **QUICK))
     _, decoded = decode_image(small)
     assert psnr(decoded / 255.0, image / 255.0) >= goal == reached["target_psnr"]
+    assert reached["bpp"] == 8 * len(small) / (32 * 48)
     assert len(small) < len(best)
 
 
@@ -99,7 +102,7 @@ def test_psnr_target_is_reached_with_a_smaller_file_than_the_best(fitted_network
     (["--target_psnr=300"], "--target_psnr must be in"),
 ])
 def test_impossible_targets_are_refused_with_one_line(photo, tmp_path, capsys, flags, message):
-    assert encode_main([str(photo), str(tmp_path / "out.inr"), *flags, *QUICK]) == 2
+    assert encode_main([str(photo), str(tmp_path / "out.inr"), *flags, *QUICK_FLAGS]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
@@ -108,9 +111,38 @@ def test_impossible_targets_are_refused_with_one_line(photo, tmp_path, capsys, f
 
 
 def test_the_floor_is_the_smallest_file_of_the_architecture():
-    qcfg = QuantConfig()
     cfg = ModelConfig(hidden_dims=8, hidden_layers=1)
-    floor = smallest_file_bytes(cfg, 32, 32, qcfg)
-    check_rate_target(RateTarget(bpp=8 * floor / 1024), cfg, 32, 32, qcfg)
+    floor = smallest_file_bytes(cfg, 32, 32, QuantConfig())
+    check_rate_target(QuantConfig(target_bpp=8 * floor / 1024), cfg, 32, 32)
     with pytest.raises(InrError, match="below the smallest file"):
-        check_rate_target(RateTarget(bpp=0.9 * 8 * floor / 1024), cfg, 32, 32, qcfg)
+        check_rate_target(QuantConfig(target_bpp=0.9 * 8 * floor / 1024), cfg, 32, 32)
+    with pytest.raises(InrError, match="per image"):  # a target is no fixed quantization
+        from inrcompress.codec.compress import compress_network
+
+        compress_network(INR(cfg), coordinate_grid((4, 4)), torch.zeros(16, 3), QuantConfig(target_bpp=1.0),
+                         modality="image", height=4, width=4)
+
+
+@pytest.mark.slow
+def test_quantize_and_test_codes_every_image_to_the_target(fitted_experiment, capsys):
+    data_root, exp_root = fitted_experiment
+    assert quantize_main([f"--data_root={data_root}", "--dataset=TINY", f"--exp_root={exp_root}", "--exp_glob=*",
+                          "--device=cpu", "--adaround_iterations=20", "--retrain_epochs=5", "--target_bpp=6"]) == 0
+    exp = next(exp_root.iterdir())
+    files = sorted(exp.glob("*/compressed_*_target_bpp6.0.inr"))
+    assert len(files) == 2
+    for inr in files:
+        _, decoded = decode_image(inr.read_bytes())
+        bpp = 8 * inr.stat().st_size / (decoded.shape[0] * decoded.shape[1])
+        assert abs(bpp / 6.0 - 1) <= TARGET_TOLERANCE
+        metrics = yaml.safe_load(inr.with_name(inr.name.replace("compressed_", "metrics_").replace(".inr", ".yml"))
+                                 .read_text())
+        assert metrics["chose_bpp"] == pytest.approx(bpp) and metrics["chose_bitwidth"] in (6, 7, 8)
+
+
+@pytest.fixture
+def fitted_experiment(tiny_dataset, tmp_path):
+    exp_root = tmp_path / "exp"
+    assert overfit_main([f"--data_root={tiny_dataset}", "--dataset=TINY", f"--exp_root={exp_root}", "--epochs=100",
+                         "--lr=0.0005", "--hidden_dims=16", "--hidden_layers=2", "--device=cpu"]) == 0
+    return tiny_dataset, exp_root

@@ -45,6 +45,11 @@ class QuantConfig:
     step_scale: float = 1.0
     rd_steps: bool = False
     qat_from_soft: bool = False
+    # A goal instead of fixed settings (images; experiments.image_codec.encode_to_target searches the
+    # bit width and step scale): a file within 3 % of target_bpp, or the smallest file found whose
+    # decoded PSNR reaches target_psnr (dB). At most one; None: the settings above as they are.
+    target_bpp: float | None = None
+    target_psnr: float | None = None
 
     def __post_init__(self):
         if not 2 <= self.bitwidth <= 16:
@@ -57,6 +62,12 @@ class QuantConfig:
         if (self.step_scale != 1.0 or self.rd_steps or self.qat_from_soft) and self.quantizer != "native":
             raise InrError(f"--quantizer {self.quantizer} runs its own pipeline: --step_scale, --rd_steps and "
                            "--qat_from_soft need --quantizer native")
+        if self.target_bpp is not None and self.target_psnr is not None:
+            raise InrError("give one of --target_bpp and --target_psnr")
+        if self.target_bpp is not None and not (math.isfinite(self.target_bpp) and self.target_bpp > 0):
+            raise InrError(f"--target_bpp must be a positive number, got {self.target_bpp}")
+        if self.target_psnr is not None and not (math.isfinite(self.target_psnr) and 0 < self.target_psnr <= 100):
+            raise InrError(f"--target_psnr must be in (0, 100] dB, got {self.target_psnr}")
 
     @property
     def tag(self) -> str:
@@ -75,7 +86,15 @@ class QuantConfig:
             name += "_rd_steps"
         if self.qat_from_soft:
             name += "_qat_from_soft"
+        if self.target_bpp is not None:
+            name += f"_target_bpp{float(self.target_bpp)}"
+        if self.target_psnr is not None:
+            name += f"_target_psnr{float(self.target_psnr)}"
         return name
+
+    @property
+    def has_target(self) -> bool:
+        return self.target_bpp is not None or self.target_psnr is not None
 
     @classmethod
     def from_flags(cls, flags: dict) -> QuantConfig:
@@ -119,6 +138,9 @@ def compress_networks(models: list[torch.nn.Module], coords: torch.Tensor | list
     up to float rounding). coords: shared by the signals, or one tensor per signal; values[n],
     rotated[n] and seeds[n] per signal. An image's pixel grid (height x width = the coords) lets
     the first layer run per grid row and column."""
+    if qcfg.has_target:
+        raise InrError("a --target_bpp / --target_psnr is searched per image (experiments.image_codec."
+                       "encode_to_target); it has no fixed quantization to run here")
     representation = representation_of(models[0])
     per_signal = coords if isinstance(coords, (list, tuple)) else [coords] * len(models)
     with torch.no_grad():

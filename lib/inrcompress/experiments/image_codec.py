@@ -89,23 +89,6 @@ TARGET_BITWIDTHS_BELOW = 2
 TARGET_CORRECTIONS = 2
 
 
-@dataclass(frozen=True)
-class RateTarget:
-    """What encode.py --target_bpp / --target_psnr asks for: a file size (bpp, within
-    TARGET_TOLERANCE) or a quality (PSNR in dB, reached at the smallest file the search finds)."""
-
-    bpp: float | None = None
-    psnr: float | None = None
-
-    def __post_init__(self):
-        if (self.bpp is None) == (self.psnr is None):
-            raise InrError("give one of --target_bpp and --target_psnr")
-        if self.bpp is not None and not (math.isfinite(self.bpp) and self.bpp > 0):
-            raise InrError(f"--target_bpp must be a positive number, got {self.bpp}")
-        if self.psnr is not None and not (math.isfinite(self.psnr) and 0 < self.psnr <= 100):
-            raise InrError(f"--target_psnr must be in (0, 100] dB, got {self.psnr}")
-
-
 def smallest_file_bytes(model_or_config, height: int, width: int, qcfg: QuantConfig) -> int:
     """Bytes of the smallest file of this architecture and image size: every parameter zero (the
     header, the step sizes and an empty payload), the floor no step scale goes below."""
@@ -118,14 +101,14 @@ def smallest_file_bytes(model_or_config, height: int, width: int, qcfg: QuantCon
     return len(encode_inr(header, symbols)[0])
 
 
-def check_rate_target(target: RateTarget, model_or_config, height: int, width: int, qcfg: QuantConfig) -> None:
+def check_rate_target(qcfg: QuantConfig, model_or_config, height: int, width: int) -> None:
     """Refuse, before any fitting, a --target_bpp below the smallest file of the architecture."""
-    if target.bpp is None:
+    if qcfg.target_bpp is None:
         return
     floor = smallest_file_bytes(model_or_config, height, width, qcfg)
     floor_bpp = 8 * floor / (height * width)
-    if target.bpp * (1 + TARGET_TOLERANCE) < floor_bpp:
-        raise InrError(f"--target_bpp {target.bpp} is below the smallest file this architecture can write for a "
+    if qcfg.target_bpp * (1 + TARGET_TOLERANCE) < floor_bpp:
+        raise InrError(f"--target_bpp {qcfg.target_bpp} is below the smallest file this architecture can write for a "
                        f"{width}x{height} image ({floor} bytes of header and step sizes: {floor_bpp:.4f} bpp)")
 
 
@@ -199,9 +182,10 @@ def _bisect_scale(model, image, qcfg: QuantConfig, seed: int, holds, holds_at_la
     return best
 
 
-def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, target: RateTarget, *, seed: int = 0,
+def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, *, seed: int = 0,
                      progress: bool = False) -> tuple[bytes, dict, dict]:
-    """Quantize and code a fitted image network to a target size or quality.
+    """Quantize and code a fitted image network to qcfg's target size or quality (target_bpp or
+    target_psnr; the rest of qcfg is the pipeline of every encode).
 
     The search: for qcfg's bit width and the TARGET_BITWIDTHS_BELOW below it, a bisection on the
     step scale with nearest rounding (cheap: no AdaRound, no QAT) measures real files: for a bpp
@@ -212,53 +196,57 @@ def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, target: R
     the candidate's goal is corrected by the miss and the final encode repeated (TARGET_CORRECTIONS
     times at most). Returns the file bytes, its size record and what was chosen:
     {bitwidth, step_scale, bpp, psnr, target_bpp | target_psnr, tries}."""
-    pixels = image.shape[0] * image.shape[1]
-    check_rate_target(target, model, image.shape[0], image.shape[1], qcfg)
+    if not qcfg.has_target:
+        raise InrError("encode_to_target needs a target_bpp or a target_psnr")
+    height, width = image.shape[:2]
+    check_rate_target(qcfg, model, height, width)
+    target_bpp, target_psnr = qcfg.target_bpp, qcfg.target_psnr
+    sized = target_bpp is not None
+    qcfg = replace(qcfg, target_bpp=None, target_psnr=None)  # the settings of each encode
     bitwidths = [b for b in range(qcfg.bitwidth, qcfg.bitwidth - TARGET_BITWIDTHS_BELOW - 1, -1) if b >= 2]
-    goal = target.bpp * pixels / 8 if target.bpp is not None else target.psnr
-    tries = 0
-    for attempt in range(TARGET_CORRECTIONS + 1):
-        if target.bpp is not None:
-            holds = (lambda c, limit=goal: len(c.data) <= limit)
-            better = (lambda c: c.measured["psnr"])
+    target_bytes = target_bpp * height * width / 8 if sized else None
+    goal = target_bytes if sized else target_psnr  # what the candidates aim at; corrected after a miss
+    for tries in range(1, TARGET_CORRECTIONS + 2):
+        if sized:
+            holds, better = (lambda c, limit=goal: len(c.data) <= limit), (lambda c: c.measured["psnr"])
         else:
-            holds = (lambda c, limit=goal: c.measured["psnr"] >= limit)
-            better = (lambda c: -len(c.data))
-        found = [c for c in (_bisect_scale(model, image, replace(qcfg, bitwidth=b), seed, holds,
-                                           holds_at_large=target.bpp is not None) for b in bitwidths)
-                 if c is not None]
-        if not found:
-            if target.bpp is not None:
-                raise InrError(f"--target_bpp {target.bpp}: even the coarsest steps give a larger file; lower "
-                               "--hidden_dims or raise the target")
-            top = _try(model, image, replace(qcfg, adaround=False, retrain=False), seed).measured["psnr"]
-            raise InrError(f"--target_psnr {target.psnr}: this network reaches {top:.2f} dB at {qcfg.bitwidth} bits "
-                           "(nearest rounding); fit longer or wider (--epochs, --hidden_dims)")
-        if target.bpp is not None and all(len(c.data) < goal * (1 - TARGET_TOLERANCE) for c in found):
-            largest = max(len(c.data) for c in found)
-            raise InrError(f"--target_bpp {target.bpp} is above the largest file of this network at {qcfg.bitwidth} "
-                           f"bits ({8 * largest / pixels:.4f} bpp): raise --bitwidth or --hidden_dims")
+            holds, better = (lambda c, limit=goal: c.measured["psnr"] >= limit), (lambda c: -len(c.data))
+        found = [c for c in (_bisect_scale(model, image, replace(qcfg, bitwidth=b), seed, holds, holds_at_large=sized)
+                             for b in bitwidths) if c is not None]
+        _check_found(found, qcfg, target_bpp, target_psnr, goal, model, image, seed)
         chosen = max(found, key=better)
-        tries += 1
         final = _try(model, image, replace(qcfg, bitwidth=chosen.qcfg.bitwidth, step_scale=chosen.qcfg.step_scale),
                      seed, progress, final=True)
-        if target.bpp is not None:
-            miss = len(final.data) / (target.bpp * pixels / 8) - 1
-            if abs(miss) <= TARGET_TOLERANCE:
-                break
-            goal = goal * len(chosen.data) / len(final.data)  # the candidate size that gives the target's file
-        else:
-            if final.measured["psnr"] >= target.psnr:
-                break
-            goal = goal + (target.psnr - final.measured["psnr"]) + 0.05
+        if sized and abs(len(final.data) / target_bytes - 1) <= TARGET_TOLERANCE:
+            break
+        if not sized and final.measured["psnr"] >= target_psnr:
+            break
+        # the candidate size (or PSNR) that the final encode turns into the target's
+        goal = goal * len(chosen.data) / len(final.data) if sized else goal + target_psnr - final.measured["psnr"] + 0.05
     else:
-        what = (f"{8 * len(final.data) / pixels:.4f} bpp" if target.bpp is not None
-                else f"{final.measured['psnr']:.2f} dB")
-        raise InrError(f"the target search ended at {what} after {tries} final encodes: outside the target")
-    chosen_record = {"bitwidth": final.qcfg.bitwidth, "step_scale": final.qcfg.step_scale,
-                     "bpp": final.measured["bpp"], "psnr": final.measured["psnr"], "tries": tries,
-                     **({"target_bpp": target.bpp} if target.bpp is not None else {"target_psnr": target.psnr})}
-    return final.data, final.info, chosen_record
+        reached = f"{final.measured['bpp']:.4f} bpp" if sized else f"{final.measured['psnr']:.2f} dB"
+        raise InrError(f"the target search ended at {reached} after {tries} final encodes: outside the target")
+    record = {"bitwidth": final.qcfg.bitwidth, "step_scale": final.qcfg.step_scale, "bpp": final.measured["bpp"],
+              "psnr": final.measured["psnr"], "tries": tries}
+    record.update({"target_bpp": target_bpp} if sized else {"target_psnr": target_psnr})
+    return final.data, final.info, record
+
+
+def _check_found(found: list[Candidate], qcfg: QuantConfig, target_bpp, target_psnr, goal, model, image,
+                 seed: int) -> None:
+    """Refuse a target no candidate of the search can meet (one line: what bounds it)."""
+    pixels = image.shape[0] * image.shape[1]
+    if not found and target_bpp is not None:
+        raise InrError(f"--target_bpp {target_bpp}: even the coarsest steps give a larger file; lower --hidden_dims "
+                       "or raise the target")
+    if not found:
+        top = _try(model, image, replace(qcfg, adaround=False, retrain=False), seed).measured["psnr"]
+        raise InrError(f"--target_psnr {target_psnr}: this network reaches {top:.2f} dB at {qcfg.bitwidth} bits "
+                       "(nearest rounding); fit longer or wider (--epochs, --hidden_dims)")
+    if target_bpp is not None and all(len(c.data) < goal * (1 - TARGET_TOLERANCE) for c in found):
+        largest = max(len(c.data) for c in found)
+        raise InrError(f"--target_bpp {target_bpp} is above the largest file of this network at {qcfg.bitwidth} bits "
+                       f"({8 * largest / pixels:.4f} bpp): raise --bitwidth or --hidden_dims")
 
 
 def find_source_image(folder: Path, stem: str) -> Path:
@@ -314,6 +302,12 @@ class ImageCodec:
 
     def encode(self, signals: list[FittedSignal], qcfg: QuantConfig, *, seed: int,
                progress: bool) -> list[tuple[bytes, dict]]:
+        if qcfg.has_target:  # a search per image (its chosen settings go into its metrics file)
+            coded = []
+            for s in signals:
+                data, info, chosen = encode_to_target(s.model, s.source[1], qcfg, seed=seed, progress=progress)
+                coded.append((data, {**info, **{f"chose_{k}": v for k, v in chosen.items()}}))
+            return coded
         return compress_image_models([s.model for s in signals], [s.source[1] for s in signals], qcfg,
                                      rotated=[s.source[2] for s in signals], reference=self.reference, seed=seed,
                                      progress=progress)

@@ -26,8 +26,8 @@ from inrcompress.experiments.latent_codec import encode_latent_file
 from inrcompress.config import atomic_write_bytes
 from inrcompress.signals.grid import coordinate_grid
 from inrcompress.signals.image import image_to_values, load_image
-from inrcompress.experiments.image_codec import (RateTarget, check_rate_target, compress_image_model, encode_to_target,
-                                                 jpeg_at_size, measure_decoded, width_for_rate)
+from inrcompress.experiments.image_codec import (check_rate_target, compress_image_model, encode_to_target, jpeg_at_size,
+                                                 measure_decoded, width_for_rate)
 from inrcompress.experiments.images import ImageSignal, fit_image, model_config_for, train_config_for
 from inrcompress.experiments.quantize import fill
 from inrcompress.experiments.runs import usable_device
@@ -47,6 +47,7 @@ def build_flags() -> flags.FlagValues:
     inr_flags.define_quantization(fv, experiments=False)
     inr_flags.define_latent_codec(fv, list(PRESETS), list(LATENT_SCHEDULES), representation=True, rate_lambda=False)
     inr_flags.define_rate_target(fv)
+    inr_flags.define_rate_fitting(fv)
     return fv
 
 
@@ -62,18 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             report(target, image, measured)
             return
         qcfg = QuantConfig.from_flags(values)  # refuses a bad setting before the fit, not after it
-        rate_target = (RateTarget(values["target_bpp"], values["target_psnr"])
-                       if values["target_bpp"] is not None or values["target_psnr"] is not None else None)
         device = usable_device(values["device"])
         image = load_image(source, values["downscaling_factor"])
         height, width = image.shape[:2]
-        if rate_target is not None and rate_target.bpp is not None and not fv["hidden_dims"].present:
-            values["hidden_dims"] = width_for_rate(rate_target.bpp, height, width,
+        if qcfg.target_bpp is not None and not fv["hidden_dims"].present:
+            values["hidden_dims"] = width_for_rate(qcfg.target_bpp, height, width,
                                                    model_config_for(values, image.shape[2]), qcfg)
-            print(f"--target_bpp {rate_target.bpp}: width {values['hidden_dims']} (rate table)")
+            print(f"--target_bpp {qcfg.target_bpp}: width {values['hidden_dims']} (rate table)")
         model_cfg = model_config_for(values, image.shape[2])
-        if rate_target is not None:
-            check_rate_target(rate_target, model_cfg, height, width, qcfg)  # before the fit
+        check_rate_target(qcfg, model_cfg, height, width)  # before the fit
         coords = coordinate_grid(image.shape[:2]).to(device)
         signal = ImageSignal(source.stem, image, coords, image_to_values(image).to(device))
         import torch
@@ -93,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         fitted = fit_image(signal, model_cfg, train_config_for(values, coords.shape[0]), None, device, model=model,
                            terms=terms)
         print(f"fitted: PSNR {fitted['psnr']:.2f} dB (float), {fitted['epochs_run']} steps")
-        if rate_target is None:
+        if not qcfg.has_target:
             data, info = compress_image_model(model, image, qcfg, seed=values["seed"], progress=True)
         else:
-            data, info, chosen = encode_to_target(model, image, qcfg, rate_target, seed=values["seed"], progress=True)
+            data, info, chosen = encode_to_target(model, image, qcfg, seed=values["seed"], progress=True)
             aim = (f"--target_bpp {chosen['target_bpp']}" if "target_bpp" in chosen
                    else f"--target_psnr {chosen['target_psnr']}")
             print(f"{aim}: chose width {values['hidden_dims']}, {chosen['bitwidth']} bits, step scale "

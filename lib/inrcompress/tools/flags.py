@@ -195,12 +195,17 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
 
 
 def define_rate_target(fv: flags.FlagValues) -> None:
-    """encode.py's target mode (beyond the paper): a file size or a quality instead of fixed settings."""
-    flags.DEFINE_float("target_bpp", None, "Write a file within 3 percent of this many bits per pixel: the width "
-                       "(unless --hidden_dims is given), bit width and step scale are chosen by measuring real "
-                       "files.", flag_values=fv)
+    """The target mode of encode.py and quantize_and_test.py (beyond the paper): a file size or a
+    quality instead of fixed quantization settings (QuantConfig.target_bpp / target_psnr)."""
+    flags.DEFINE_float("target_bpp", None, "Write a file within 3 percent of this many bits per pixel: bit width "
+                       "and step scale are searched on real files (encode.py also picks the width unless "
+                       "--hidden_dims is given).", flag_values=fv)
     flags.DEFINE_float("target_psnr", None, "Write the smallest file the search finds whose decoded PSNR reaches "
                        "this (dB), at the given architecture.", flag_values=fv)
+
+
+def define_rate_fitting(fv: flags.FlagValues) -> None:
+    """The rate term of a fit (beyond the paper)."""
     flags.DEFINE_float("rate_lambda", 0.0, "Beyond the paper: add rate_lambda x the estimated bits per pixel of the "
                        "quantized weights (codec/rate.py) to the fitting loss (0 = the paper's loss).",
                        lower_bound=0.0, flag_values=fv)
