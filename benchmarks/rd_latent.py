@@ -113,7 +113,7 @@ def decode_full(args) -> dict:
 
     image = load_image(Path(args.kodak) / f"{args.decode_full}.png")
     rep = LatentGrid.preset(args.preset, image.shape[0], image.shape[1], image.shape[2])
-    schedule = LatentSchedule("decode-timing", iterations=args.decode_iterations, lr=0.05, noise_fraction=0.5,
+    schedule = LatentSchedule("decode-timing", iterations=args.decode_iterations, noise_fraction=0.5,
                               eval_every=max(1, args.decode_iterations // 4))
     data, info = compress_image_latent(image, rep, args.lambdas[0], schedule, progress=True)
     path = Path(args.out) / "files" / f"{args.decode_full}_full_{args.preset}.inr"

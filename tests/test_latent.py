@@ -192,7 +192,7 @@ def test_fit_lowers_distortion_plus_rate():
     target = image_to_values(image)
     losses = {}
     for iterations in (1, 100):
-        schedule = LatentSchedule("t", iterations=iterations, lr=0.05, noise_fraction=0.5 if iterations > 1 else 0.0,
+        schedule = LatentSchedule("t", iterations=iterations, noise_fraction=0.5 if iterations > 1 else 0.0,
                                   eval_every=5)
         _, result = fit_latent(rep.build, target, 0.01, schedule, progress=False)
         losses[iterations] = result.loss
