@@ -303,7 +303,7 @@ def test_overfit_latent_tool_writes_files_results_and_resumes_image_by_image(tmp
     argv = ["--data_root", str(tmp_path / "data"), "--dataset", "SET", "--exp_root", str(tmp_path / "exp"),
             "--rate_lambda", "0.003", "--latent_schedule", "test", "--latent_preset", "mac500", "--notensorboard"]
     assert main(argv) == 0
-    exp = tmp_path / "exp" / "SET_1x_latent_mac500_test"
+    exp = tmp_path / "exp" / "latent" / "SET_1x_latent_mac500_test"
     results = json.loads((exp / "results_latent_mac500_test_lambda0.003.json").read_text())
     assert set(results["per_image"]) == {"a", "b"}
     for name in ("a", "b"):
@@ -318,6 +318,11 @@ def test_overfit_latent_tool_writes_files_results_and_resumes_image_by_image(tmp
     assert main(argv) == 0
     assert capsys.readouterr().out.count("done, skipped") == 2
     assert main([*argv[:-3], "--rate_lambda", "0"]) == 2
+    # quantize_and_test.py's experiment glob does not take the latent experiments for SIREN ones.
+    from inrcompress.experiments.runs import experiment_folders
+
+    with pytest.raises(InrError, match="no image experiment folder"):
+        experiment_folders(tmp_path / "exp", "*", modality="image")
 
 
 # ------------------------------------------------------------------------------------------------

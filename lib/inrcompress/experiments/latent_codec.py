@@ -217,8 +217,14 @@ def latent_experiment_name(flag_values: dict) -> str:
             f"{flag_values['latent_schedule']}")
 
 
+# Latent experiments live in <exp_root>/latent/<name>/, one level below the SIREN experiments that
+# quantize_and_test.py --exp_glob finds (as meta-learned inits live under <exp_root>/maml/).
+LATENT_SUBFOLDER = "latent"
+
+
 def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
-    """Fit, code and measure every image of data_root/dataset; per image in <exp>/<image>/:
+    """Fit, code and measure every image of data_root/dataset; per image in <exp>/<image>/ (<exp> =
+    <exp_root>/latent/<name>):
     compressed_{tag}.inr and metrics_{tag}.yml; per experiment results_{tag}.json (CompressAI's
     layout, as quantize_and_test.py writes). An image whose metrics file exists is skipped (a run
     resumes image by image). FLAGS.yml holds the flags and the schedule's values."""
@@ -238,7 +244,7 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
     device = usable_device(flag_values["device"])
     if device.type != "cpu":
         raise InrError("the latent-grid fit runs on the CPU only in this version (--device cpu)")
-    exp_dir = start_experiment(Path(flag_values["exp_root"]) / latent_experiment_name(flag_values),
+    exp_dir = start_experiment(Path(flag_values["exp_root"]) / LATENT_SUBFOLDER / latent_experiment_name(flag_values),
                                {**flag_values, **schedule.flags()}, len(images), "images", device)
     tag = latent_tag(flag_values)
     for path in images:

@@ -1,4 +1,5 @@
-"""overfitLatent.py: fit, code and measure a latent-grid codec (issue 18) on every image of a dataset.
+"""overfitLatent.py: fit, code and measure a latent-grid codec (issue 18) on every image of a dataset,
+into <exp_root>/latent/<dataset>_<f>x_latent_<preset>_<schedule>/ (see experiments/latent_codec.py).
 
     python image_compression/overfitLatent.py --data_root data --dataset KODAK --downscaling_factor 4 \
         --rate_lambda 0.002 --latent_preset mac1000 --latent_schedule fast
