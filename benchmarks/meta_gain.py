@@ -474,7 +474,7 @@ def plot(args, work: Path, analysis: dict) -> list[str]:
 
     curves = [Curve(name, c["bpp"], c["psnr"], c["ms_ssim"]) for name, c in analysis["curves"].items()]
     rd = plot_curves([("ours", curves)], work / "rd.png",
-                     title=f"held-out Kodak ({', '.join(args.test)}) at 1/{args.factor}, widths {args.widths}")
+                     title=f"{len(args.test)} held-out Kodak images at 1/{args.factor}, widths {args.widths}")
     widths = sorted({int(k.rsplit(" w", 1)[1]) for k in analysis["convergence"]})
     figure, axes = plt.subplots(1, len(widths), figsize=(5 * len(widths), 4), squeeze=False)
     for axis, width in zip(axes[0], widths):
