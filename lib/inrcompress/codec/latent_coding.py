@@ -10,9 +10,10 @@ Determinism by construction (no float transcendental and no float rounding decid
 - The ARM runs in fixed point. Its weights and biases must be multiples of 2^-WEIGHT_FRAC_BITS
   (their quantization steps are powers of two, so the dequantized float32 values are exact) and
   are used as integers w * 2^WEIGHT_FRAC_BITS. Inputs are the integer latents; hidden activations
-  are ReLU'd, rounded to ACT_FRAC_BITS fractional bits by an integer shift and clamped to
-  +-ACT_LIMIT. The products are summed in float64 on integers whose every partial sum stays below
-  2^53 (checked when the ARM is built), so any summation order gives the same exact integer.
+  are ReLU'd, rounded to ACT_FRAC_BITS fractional bits (half up: floor((v + 2^(k-1)) / 2^k)) and
+  clamped to ACT_LIMIT. Every value is an integer held in float64, and every partial sum stays
+  below EXACT_SUM_LIMIT (checked when the ARM is built), so each product, sum, power-of-two scaling
+  and floor is exact: any summation order (BLAS, FMA) gives the same integers, on any machine.
 - Its two outputs become table indices by integer shifts: the mean in steps of 1/2^MU_FRAC_BITS
   (integer part m, fraction index f), the log2 of the scale in steps of 1/SCALE_BINS_PER_OCTAVE
   from LOG2_SCALE_MIN (index s, clamped to SCALE_BINS bins).
@@ -57,7 +58,7 @@ ACT_FRAC_BITS = 8
 ACT_LIMIT = 1 << 20
 PROB_BITS = 32
 DECIMAL_DIGITS = 40
-EXACT_FLOAT_LIMIT = 1 << 53
+EXACT_SUM_LIMIT = float(1 << 52)  # below 2^53 with room for the rounding offset
 
 # Causal neighbours (dy, dx) by distance, then raster order; a context of n uses the first n.
 CONTEXT_OFFSETS: tuple[tuple[int, int], ...] = (
@@ -130,10 +131,8 @@ def _symbol_windows() -> np.ndarray:
 
 
 def _round_shift(values: np.ndarray, shift: int) -> np.ndarray:
-    """values / 2^shift rounded half up, in int64 (an arithmetic shift: floor for negatives too)."""
-    if shift <= 0:
-        return values << -shift
-    return (values + (1 << (shift - 1))) >> shift
+    """Integers (float64) divided by 2^shift (shift >= 1), rounded half up: exact in float64."""
+    return np.floor((values + float(1 << (shift - 1))) * (1.0 / (1 << shift)))
 
 
 class FixedPointArm:
@@ -144,8 +143,8 @@ class FixedPointArm:
     def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]], context: int,
                  error: type[InrError] = InrError):
         self.offsets = context_offsets(context)
-        self.weights: list[np.ndarray] = []
-        self.biases: list[np.ndarray] = []
+        self.weights: list[np.ndarray] = []  # (in, out) integers as float64
+        self.biases: list[np.ndarray] = []   # scaled to the layer's products: b * 2^(input's fractional bits)
         fan_in, bound = context, ZMAX
         for i, (weight, bias) in enumerate(layers):
             w = np.asarray(weight, dtype=np.float64) * (1 << WEIGHT_FRAC_BITS)
@@ -154,13 +153,14 @@ class FixedPointArm:
                 raise error(f"ARM layer {i} has shapes {w.shape}, {b.shape}; expected (*, {fan_in}) and (*,)")
             if not (np.isfinite(w).all() and np.isfinite(b).all()) or (w != np.round(w)).any() or (b != np.round(b)).any():
                 raise error(f"ARM layer {i} holds values that are not multiples of 2^-{WEIGHT_FRAC_BITS}")
+            input_frac = ACT_FRAC_BITS if i else 0
             # Every partial sum of the layer must be an exact float64 integer.
             worst = float(np.abs(w).sum(axis=1).max(initial=0.0)) * bound + float(np.abs(b).max(initial=0.0)) * (
-                1 << (ACT_FRAC_BITS if i else 0))
-            if worst >= EXACT_FLOAT_LIMIT:
+                1 << input_frac)
+            if worst >= EXACT_SUM_LIMIT:
                 raise error(f"ARM layer {i} has weights too large to evaluate exactly")
             self.weights.append(np.ascontiguousarray(w.T))
-            self.biases.append(b.astype(np.int64))
+            self.biases.append(b * float(1 << input_frac))
             fan_in, bound = w.shape[0], ACT_LIMIT
         if fan_in != 2:
             raise error(f"the ARM must end in 2 outputs (mean, log2 scale), got {fan_in}")
@@ -172,18 +172,20 @@ class FixedPointArm:
         frac = 0
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            acc = (x @ w).astype(np.int64) + (b << frac)  # value * 2^(frac + WEIGHT_FRAC_BITS)
+            acc = x @ w  # value * 2^(frac + WEIGHT_FRAC_BITS)
+            acc += b
             if i == last:
                 break
-            acc = np.maximum(acc, 0)
-            x = np.minimum(_round_shift(acc, frac + WEIGHT_FRAC_BITS - ACT_FRAC_BITS), ACT_LIMIT).astype(np.float64)
+            np.maximum(acc, 0.0, out=acc)
+            x = _round_shift(acc, frac + WEIGHT_FRAC_BITS - ACT_FRAC_BITS)
+            np.minimum(x, float(ACT_LIMIT), out=x)
             frac = ACT_FRAC_BITS
         total = frac + WEIGHT_FRAC_BITS
-        mu = np.clip(_round_shift(acc[:, 0], total - MU_FRAC_BITS), -ZMAX * MU_FRACTIONS,
-                     ZMAX * MU_FRACTIONS + MU_FRACTIONS - 1)
+        mu = np.minimum(np.maximum(_round_shift(acc[:, 0], total - MU_FRAC_BITS), -ZMAX * MU_FRACTIONS),
+                        ZMAX * MU_FRACTIONS + MU_FRACTIONS - 1).astype(np.int64)
         log_scale = _round_shift(acc[:, 1], total - SCALE_FRAC_BITS)
-        s = np.clip(log_scale - int(LOG2_SCALE_MIN * SCALE_BINS_PER_OCTAVE), 0, SCALE_BINS - 1)
-        return mu >> MU_FRAC_BITS, mu & (MU_FRACTIONS - 1), s
+        s = np.minimum(np.maximum(log_scale - LOG2_SCALE_MIN * SCALE_BINS_PER_OCTAVE, 0), SCALE_BINS - 1)
+        return mu >> MU_FRAC_BITS, mu & (MU_FRACTIONS - 1), s.astype(np.int64)
 
     def probabilities(self, contexts: np.ndarray) -> np.ndarray:
         """float64 (N, ALPHABET) integer masses of z = -ZMAX..ZMAX for each context row."""
