@@ -113,11 +113,17 @@ def decode_full(args) -> dict:
 
     image = load_image(Path(args.kodak) / f"{args.decode_full}.png")
     rep = LatentGrid.preset(args.preset, image.shape[0], image.shape[1], image.shape[2])
-    schedule = LatentSchedule("decode-timing", iterations=args.decode_iterations, noise_fraction=0.5,
-                              eval_every=max(1, args.decode_iterations // 4))
-    data, info = compress_image_latent(image, rep, args.lambdas[0], schedule, progress=True)
     path = Path(args.out) / "files" / f"{args.decode_full}_full_{args.preset}.inr"
-    atomic_write_bytes(path, data)
+    if args.reuse_file and path.is_file():  # time the decoder again on the file of an earlier run
+        from inrcompress.experiments.image_codec import measure_decoded
+
+        data = path.read_bytes()
+        info = measure_decoded(data, image)
+    else:
+        schedule = LatentSchedule("decode-timing", iterations=args.decode_iterations, noise_fraction=0.5,
+                                  eval_every=max(1, args.decode_iterations // 4))
+        data, info = compress_image_latent(image, rep, args.lambdas[0], schedule, progress=True)
+        atomic_write_bytes(path, data)
     runs = []
     for _ in range(args.repeats):
         started = time.perf_counter()
@@ -149,7 +155,7 @@ def decode_full(args) -> dict:
     whole_seconds = time.perf_counter() - started
     return {"image": args.decode_full, "size": f"{image.shape[1]}x{image.shape[0]}", "preset": args.preset,
             "macs_per_pixel": rep.macs_per_point(), "bytes": len(data), "bpp": info["bpp"], "psnr": info["psnr"],
-            "fit_iterations": args.decode_iterations, "decode_py_runs": runs,
+            "fit_iterations": None if args.reuse_file else args.decode_iterations, "decode_py_runs": runs,
             "in_process_seconds": {"decode_image": whole_seconds, "decode_network_with_latents": network_seconds,
                                    "latents_alone": latent_seconds},
             "wavefronts": int(len(latent_coding.GridLayout(rep.grid_shapes(), latent_coding.context_offsets(
@@ -171,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode_full", metavar="NAME", help="time decoding this full-size Kodak image instead")
     parser.add_argument("--decode_iterations", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reuse_file", action="store_true", help="--decode_full: time the file an earlier run wrote")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "output" / "rd_latent"))
     args = parser.parse_args(argv)
     try:
