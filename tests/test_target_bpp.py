@@ -21,10 +21,10 @@ from inrcompress.signals.grid import coordinate_grid
 from inrcompress.signals.image import image_to_values
 from inrcompress.tools.decode import main as decode_main
 from inrcompress.tools.encode import main as encode_main
-from inrcompress.tools.overfit_inr import main as overfit_main
 from inrcompress.tools.quantize_and_test import main as quantize_main
 
 from .conftest import photo_crop
+from .test_compression_tools import fitted  # noqa: F401 (the fitted experiment fixture)
 
 QUICK_FLAGS = ["--epochs=150", "--device=cpu", "--adaround_iterations=20", "--retrain_epochs=5"]
 HEIGHT, WIDTH = 40, 56
@@ -124,8 +124,8 @@ def test_the_floor_is_the_smallest_file_of_the_architecture():
 
 
 @pytest.mark.slow
-def test_quantize_and_test_codes_every_image_to_the_target(fitted_experiment, capsys):
-    data_root, exp_root = fitted_experiment
+def test_quantize_and_test_codes_every_image_to_the_target(fitted, capsys):
+    data_root, exp_root = fitted
     assert quantize_main([f"--data_root={data_root}", "--dataset=TINY", f"--exp_root={exp_root}", "--exp_glob=*",
                           "--device=cpu", "--adaround_iterations=20", "--retrain_epochs=5", "--target_bpp=6"]) == 0
     exp = next(exp_root.iterdir())
@@ -138,11 +138,3 @@ def test_quantize_and_test_codes_every_image_to_the_target(fitted_experiment, ca
         metrics = yaml.safe_load(inr.with_name(inr.name.replace("compressed_", "metrics_").replace(".inr", ".yml"))
                                  .read_text())
         assert metrics["chose_bpp"] == pytest.approx(bpp) and metrics["chose_bitwidth"] in (6, 7, 8)
-
-
-@pytest.fixture
-def fitted_experiment(tiny_dataset, tmp_path):
-    exp_root = tmp_path / "exp"
-    assert overfit_main([f"--data_root={tiny_dataset}", "--dataset=TINY", f"--exp_root={exp_root}", "--epochs=100",
-                         "--lr=0.0005", "--hidden_dims=16", "--hidden_layers=2", "--device=cpu"]) == 0
-    return tiny_dataset, exp_root
