@@ -100,7 +100,7 @@ def test_psnr_target_is_reached_with_a_smaller_file_than_the_best(fitted_network
     (["--target_bpp=-1"], "positive"),
     (["--target_bpp=1", "--target_psnr=30"], "one of --target_bpp and --target_psnr"),
     (["--target_psnr=300"], "--target_psnr must be in"),
-    (["--target_bpp=1", "--representation=latent"], "need --representation siren"),
+    (["--target_bpp=1", "--representation=latent"], "not available for --representation latent"),
 ])
 def test_impossible_targets_are_refused_with_one_line(photo, tmp_path, capsys, flags, message):
     assert encode_main([str(photo), str(tmp_path / "out.inr"), *flags, *QUICK_FLAGS]) == 2

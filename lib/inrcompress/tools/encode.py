@@ -24,7 +24,6 @@ from inrcompress.codec.representations.latent import PRESETS
 from inrcompress.fit.latent import SCHEDULES as LATENT_SCHEDULES
 from inrcompress.experiments.latent_codec import encode_latent_file
 from inrcompress.config import atomic_write_bytes
-from inrcompress.errors import InrError
 from inrcompress.signals.grid import coordinate_grid
 from inrcompress.signals.image import image_to_values, load_image
 from inrcompress.experiments.image_codec import (check_rate_target, compress_image_model, encode_to_target, jpeg_at_size,
@@ -59,9 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         source, target = Path(positional[0]), inr_flags.check_output_file(positional[1], (".inr",))
         values = inr_flags.values(fv)
         other = OTHER_REPRESENTATIONS.get(values["representation"])
-        if other is not None and (values["target_bpp"] is not None or values["target_psnr"] is not None):
-            raise InrError("--target_bpp / --target_psnr search the SIREN's quantization: they need "
-                           "--representation siren")
         if other is not None:
             image, measured = other(source, target, values, {name for name in fv if fv[name].present})
             report(target, image, measured)
