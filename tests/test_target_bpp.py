@@ -100,7 +100,6 @@ def test_psnr_target_is_reached_with_a_smaller_file_than_the_best(fitted_network
     (["--target_bpp=-1"], "positive"),
     (["--target_bpp=1", "--target_psnr=30"], "one of --target_bpp and --target_psnr"),
     (["--target_psnr=300"], "--target_psnr must be in"),
-    (["--target_bpp=1", "--representation=latent"], "not available for --representation latent"),
 ])
 def test_impossible_targets_are_refused_with_one_line(photo, tmp_path, capsys, flags, message):
     assert encode_main([str(photo), str(tmp_path / "out.inr"), *flags, *QUICK_FLAGS]) == 2
@@ -109,6 +108,13 @@ def test_impossible_targets_are_refused_with_one_line(photo, tmp_path, capsys, f
     assert err.startswith("error:") and message in err and "\n" not in err
     assert "fitted:" not in captured.out  # refused before the fit
     assert not (tmp_path / "out.inr").exists()
+
+
+def test_a_target_with_the_latent_representation_is_refused(photo, tmp_path, capsys):
+    assert encode_main([str(photo), str(tmp_path / "out.inr"), "--representation=latent", "--rate_lambda=0.001",
+                        "--target_bpp=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--target_bpp is not available for --representation latent" in err
 
 
 def test_the_floor_is_the_smallest_file_of_the_architecture():
