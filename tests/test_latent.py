@@ -392,3 +392,29 @@ def test_encode_tool_with_the_latent_representation(tmp_path, capsys):
     for extra, message in refused:
         assert main([*common, *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_an_interrupted_latent_fit_resumes_to_the_same_result(tmp_path):
+    image = smooth_image(16, 24, seed=5)
+    rep = LatentGrid(height=16, width=24, levels=3, arm_context=4, arm_hidden=4, arm_layers=1,
+                     synthesis_hidden=6, synthesis_layers=1)
+    target = image_to_values(image)
+    schedule = LatentSchedule("t", iterations=40, noise_fraction=0.5, starts=2, start_iterations=5, eval_every=5)
+    whole, expected = fit_latent(rep.build, target, 0.01, schedule, progress=False)
+    path = tmp_path / "resume.pth"
+
+    def stop(step):
+        if step == 27:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_latent(rep.build, target, 0.01, schedule, progress=False, resume_path=path, resume_every=10,
+                   step_hook=stop)
+    assert path.is_file()
+    with pytest.raises(InrError, match="another latent fit"):
+        fit_latent(rep.build, target, 0.02, schedule, progress=False, resume_path=path)
+    resumed, result = fit_latent(rep.build, target, 0.01, schedule, progress=False, resume_path=path, resume_every=10)
+    assert not path.exists()
+    assert result.loss == expected.loss and result.start == expected.start
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key

@@ -134,14 +134,15 @@ def code_latent_model(model: LatentImageModel, quantized: QuantizedLatentModel) 
 
 def compress_image_latent(image: np.ndarray, representation: LatentGrid, rate_lambda: float,
                           schedule: LatentSchedule, *, seed: int = 0, progress: bool = True,
-                          desc: str | None = None, writer=None) -> tuple[bytes, dict]:
+                          desc: str | None = None, writer=None, resume_path: Path | None = None) -> tuple[bytes, dict]:
     """Fit, quantize and code uint8 `image` (H, W, C); returns the file and what was measured:
     the fit's float PSNR and latent rate, the search's choice and estimate, and bpp / PSNR /
-    MS-SSIM decoded from the file (measure_decoded), encode and decode seconds."""
+    MS-SSIM decoded from the file (measure_decoded), encode and decode seconds. resume_path: the
+    fit's resume point (fit_latent)."""
     started = time.perf_counter()
     target = image_to_values(image)
     model, fitted = fit_latent(representation.build, target, rate_lambda, schedule, seed=seed, progress=progress,
-                               desc=desc, writer=writer)
+                               desc=desc, writer=writer, resume_path=resume_path)
     quantized = search_steps(model, target, rate_lambda)
     data = code_latent_model(model, quantized)
     encode_seconds = time.perf_counter() - started
@@ -226,8 +227,9 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
     """Fit, code and measure every image of data_root/dataset; per image in <exp>/<image>/ (<exp> =
     <exp_root>/latent/<name>):
     compressed_{tag}.inr and metrics_{tag}.yml; per experiment results_{tag}.json (CompressAI's
-    layout, as quantize_and_test.py writes). An image whose metrics file exists is skipped (a run
-    resumes image by image). FLAGS.yml holds the flags and the schedule's values."""
+    layout, as quantize_and_test.py writes). An image whose metrics file exists is skipped, and an
+    interrupted fit resumes from <image>/checkpoints/latent_resume_{tag}.pth (written every 100
+    steps after the random starts). FLAGS.yml holds the flags and the schedule's values."""
     import yaml
 
     from inrcompress.config import atomic_write_bytes, atomic_write_text, write_json
@@ -262,7 +264,8 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
         try:
             data, info = compress_image_latent(image, rep, flag_values["rate_lambda"], schedule,
                                                seed=flag_values["seed"], progress=progress, desc=path.stem,
-                                               writer=writer)
+                                               writer=writer,
+                                               resume_path=run_dir / "checkpoints" / f"latent_resume_{tag}.pth")
         finally:
             if writer is not None:
                 writer.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -37,7 +38,9 @@ from torch import nn
 
 from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import psnr_from_mse
-from inrcompress.fit.engine import UNIT_MSE_PER_VALUES_MSE
+from inrcompress.fit.engine import UNIT_MSE_PER_VALUES_MSE, load_checkpoint, torch_save_atomic
+
+RESUME_FORMAT = "inrcompress-latent-fit/1"
 
 
 @dataclass(frozen=True)
@@ -158,13 +161,25 @@ class _Fit:
 
 def fit_latent(build: Callable[[], LatentModel], target: torch.Tensor, rate_lambda: float,
                schedule: LatentSchedule, *, seed: int = 0, progress: bool = True, desc: str | None = None,
-               writer=None) -> tuple[LatentModel, LatentFitResult]:
+               writer=None, resume_path: Path | None = None, resume_every: int = 100,
+               step_hook: Callable[[int], None] | None = None) -> tuple[LatentModel, LatentFitResult]:
     """Fit a module made by build() (one per random start, after torch.manual_seed) to target values
     (H*W, channels) in [-1, 1] (signals.image.image_to_values) and return it in its kept state (see
-    the module docstring). writer: a TensorBoard SummaryWriter or None."""
+    the module docstring). writer: a TensorBoard SummaryWriter or None. resume_path: after the
+    random starts, every resume_every steps the whole state (module, Adam, noise generator, kept
+    best) is written there atomically, and a fit finding one resumes from it to the same result as
+    an uninterrupted fit; it is removed at the end. step_hook(step) runs after every step (tests
+    interrupt a fit with it)."""
     if not (math.isfinite(rate_lambda) and rate_lambda >= 0):
         raise InrError(f"rate_lambda must be finite and >= 0, got {rate_lambda}")
     device = target.device
+    identity = {"schedule": asdict(schedule), "rate_lambda": float(rate_lambda), "seed": int(seed)}
+    saved = None
+    if resume_path is not None and Path(resume_path).is_file():
+        saved = load_checkpoint(Path(resume_path))
+        if not isinstance(saved, dict) or saved.get("format") != RESUME_FORMAT or saved.get("identity") != identity:
+            raise InrError(f"{resume_path} is the resume point of another latent fit (schedule, lambda or seed "
+                           "differ): delete it to start over")
 
     def start(k: int) -> _Fit:
         torch.manual_seed(seed + 1000 * k)
@@ -190,7 +205,16 @@ def fit_latent(build: Callable[[], LatentModel], target: torch.Tensor, rate_lamb
 
     try:
         chosen, fit, step = 0, None, 0
-        if schedule.starts > 1:
+        best = (math.inf, None, (math.inf, math.inf, math.inf))
+        if saved is not None:
+            chosen, step, best = saved["chosen"], saved["step"], saved["best"]
+            fit = start(chosen)
+            fit.model.load_state_dict(saved["model"])
+            fit.optimizer.load_state_dict(saved["optimizer"])
+            fit.generator.set_state(saved["generator"])
+            if bar is not None:
+                bar.update(step + (schedule.starts - 1) * schedule.start_iterations)
+        elif schedule.starts > 1:
             candidates = []
             for k in range(schedule.starts):
                 trial = start(k)
@@ -201,7 +225,6 @@ def fit_latent(build: Callable[[], LatentModel], target: torch.Tensor, rate_lamb
             step = schedule.start_iterations
         else:
             fit = start(0)
-        best = (math.inf, None, (math.inf, math.inf, math.inf))
         for step in range(step, schedule.iterations):
             noise = step < schedule.noise_iterations
             advance(fit, step, noise, fit.step(schedule.lr_at(step), noise=noise))
@@ -211,6 +234,12 @@ def fit_latent(build: Callable[[], LatentModel], target: torch.Tensor, rate_lamb
                     raise InrError(f"the latent fit diverged at step {step} (loss {measured[0]})")
                 if measured[0] < best[0]:
                     best = (measured[0], {k: v.detach().clone() for k, v in fit.model.state_dict().items()}, measured)
+            if resume_path is not None and (step + 1) % resume_every == 0 and step + 1 < schedule.iterations:
+                torch_save_atomic({"format": RESUME_FORMAT, "identity": identity, "chosen": chosen, "step": step + 1,
+                                   "model": fit.model.state_dict(), "optimizer": fit.optimizer.state_dict(),
+                                   "generator": fit.generator.get_state(), "best": best}, Path(resume_path))
+            if step_hook is not None:
+                step_hook(step)
         if best[1] is None:  # no rounding phase: keep the end state
             best = (*fit.true_loss()[:1], None, fit.true_loss())
         else:
@@ -218,6 +247,8 @@ def fit_latent(build: Callable[[], LatentModel], target: torch.Tensor, rate_lamb
     finally:
         if bar is not None:
             bar.close()
+    if resume_path is not None:
+        Path(resume_path).unlink(missing_ok=True)
     loss, _, (_, mse, bpp) = best
     return fit.model, LatentFitResult(loss=loss, psnr=psnr_from_mse(mse), latent_bpp=bpp,
                                       iterations=schedule.iterations, start=chosen)
