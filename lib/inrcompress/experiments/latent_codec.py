@@ -171,6 +171,8 @@ def check_latent_flags(values: dict, given: set[str]) -> None:
     if refused:
         raise InrError(f"--representation latent does not use --{', --'.join(refused)} (a SIREN's settings); "
                        "it takes --latent_preset, --latent_schedule and --rate_lambda")
+    if values.get("device", "auto") not in ("auto", "cpu"):
+        raise InrError("the latent-grid fit runs on the CPU only in this version (--device cpu)")
     if values.get("target_bpp") is not None:
         raise InrError("--target_bpp is not available for --representation latent yet: choose --rate_lambda")
     if not values.get("rate_lambda", 0) > 0:
