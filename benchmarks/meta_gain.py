@@ -27,7 +27,7 @@ the comparison on the data this machine has, through the package's tools (what a
             weight is 1e-5 for both: L1 on theta, resp. on theta - theta_0), quantized at --bits.
 
     OMP_NUM_THREADS=1 python benchmarks/meta_gain.py --json benchmarks/output/meta_gain.json --plots
-    OMP_NUM_THREADS=1 python benchmarks/meta_gain.py --quick        # a tiny run of every phase (~1 min)
+    OMP_NUM_THREADS=1 python benchmarks/meta_gain.py --quick        # a tiny run of every phase (seconds)
 
 Every phase reuses what an earlier run left in WORK (the tools skip finished work), so a run can be
 continued phase by phase; --phases analyze re-reads the results only.
