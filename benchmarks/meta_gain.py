@@ -26,7 +26,7 @@ the comparison on the data this machine has, through the package's tools (what a
   l1        (only when asked) both inits refitted at --trend_width with each of --l1_values (the paper's
             weight is 1e-5 for both: L1 on theta, resp. on theta - theta_0), quantized at --bits.
 
-    OMP_NUM_THREADS=1 python benchmarks/meta_gain.py --json benchmarks/output/meta_gain.json --plots
+    OMP_NUM_THREADS=1 python benchmarks/meta_gain.py --bits 6 7 8 --other_lr_widths 16 32 --plots
     OMP_NUM_THREADS=1 python benchmarks/meta_gain.py --quick        # a tiny run of every phase (seconds)
 
 Every phase reuses what an earlier run left in WORK (the tools skip finished work), so a run can be
@@ -75,7 +75,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="the first is the paper's; the others run at --other_lr_widths")
     parser.add_argument("--other_lr_widths", type=int, nargs="*", default=None,
                         help="widths of the lr types after the first (default: all --widths)")
-    parser.add_argument("--max_outer_steps", type=int, default=2500)
+    parser.add_argument("--max_outer_steps", type=int, default=2000)
     parser.add_argument("--val_every", type=int, default=50)
     parser.add_argument("--early_stop", type=int, default=500, help="outer steps without a better validation")
     parser.add_argument("--steps_til_summary", type=int, default=250, help="outer steps between init snapshots")
