@@ -249,7 +249,7 @@ def _check_init_hash_length(length: int, error: type[InrError]) -> None:
 
 def _check_latent_stream(representation: Representation, length: int, error: type[InrError]) -> None:
     """A representation with a latent stream needs one (> 0 bytes); any other has none."""
-    if getattr(representation, "has_latent_stream", False):
+    if representation.has_latent_stream:
         if length == 0:
             raise error(f"a {representation.name} needs its latent stream (section {SECTION_LATENTS})")
     elif length:

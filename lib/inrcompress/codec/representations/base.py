@@ -104,11 +104,15 @@ class Representation(ABC):
     name: the registry key; file_id: its code in a .inr file (1..255, unique); fields: the named
     fields of its architecture section. in_features / out_features: the coordinate dimension and
     the number of values per coordinate (the signal's; the file stores them in the common fields).
+    has_latent_stream: the file carries coded values beyond the quantized tensors (the latent
+    grid's latents), in the container's latent section; such a representation implements
+    encode_stream and load_stream.
     """
 
     name: ClassVar[str]
     file_id: ClassVar[int]
     fields: ClassVar[tuple[Field, ...]]
+    has_latent_stream: ClassVar[bool] = False
 
     in_features: int
     out_features: int
@@ -188,6 +192,15 @@ class Representation(ABC):
     def apply(self, tensors: Sequence[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
         """The module's output (N, out_features) on inputs() computed with the given tensors instead
         of its own (the quantizer evaluates dequantized tensors this way)."""
+
+    def encode_stream(self, module: nn.Module) -> bytes:
+        """The latent stream of a fitted module (only where has_latent_stream)."""
+        raise InrError(f"a {self.name} has no latent stream")
+
+    def load_stream(self, module: nn.Module, header: Any) -> None:
+        """Decode header.latent_stream into a module whose tensors are loaded (only where
+        has_latent_stream)."""
+        raise InrError(f"a {self.name} has no latent stream")
 
     def render(self, module: nn.Module, coords: torch.Tensor) -> torch.Tensor:
         """The signal at coordinates (N, in_features) in [-1, 1]: values (N, out_features), in row
