@@ -418,3 +418,17 @@ def test_an_interrupted_latent_fit_resumes_to_the_same_result(tmp_path):
     assert result.loss == expected.loss and result.start == expected.start
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_every_siren_architecture_and_quantization_flag_is_refused_with_latent():
+    """A flag added to the SIREN's architecture or quantization groups must join SIREN_ONLY_FLAGS,
+    or `encode.py --representation latent` would ignore it without a word."""
+    from absl import flags
+
+    from inrcompress.experiments.latent_codec import SIREN_ONLY_FLAGS
+    from inrcompress.tools import flags as inr_flags
+
+    fv = flags.FlagValues()
+    inr_flags.define_architecture(fv, hidden_dims=32, ff_dims=16)
+    inr_flags.define_quantization(fv, experiments=False)
+    assert set(fv) - set(SIREN_ONLY_FLAGS) == set()

@@ -162,7 +162,7 @@ def compress_image_latent(image: np.ndarray, representation: LatentGrid, rate_la
 SIREN_ONLY_FLAGS = ("hidden_dims", "hidden_layers", "ff_dims", "encoding", "activation", "encoding_scale", "epochs",
                     "lr", "l1_reg", "patience", "bitwidth", "adaround", "adaround_iterations", "adaround_reg",
                     "retrain", "retrain_epochs", "retrain_lr", "code", "quantizer", "step_scale", "rd_steps",
-                    "target_psnr", "compile", "amp")
+                    "qat_from_soft", "target_psnr", "compile", "amp")
 
 
 def check_latent_flags(values: dict, given: set[str]) -> None:
