@@ -83,6 +83,22 @@ def test_encode_to_target_reports_the_psnr_and_bpp_of_its_file_exactly(fitted_ne
     assert abs(chosen["bpp"] / 5.0 - 1) <= TARGET_TOLERANCE
 
 
+def test_encode_to_target_keeps_the_orientation_and_the_init_of_the_experiment(fitted_network):
+    """quantize_and_test.py's target mode codes a portrait image (fitted turned to landscape) and a
+    meta-learned experiment's residual as every other encode does: the file decodes upright, only
+    with its init, to the PSNR the search reports."""
+    model, image = fitted_network
+    reference = {name: 0.5 * p.detach().clone() for name, p in model.named_parameters()}
+    data, _, chosen = encode_to_target(model, image, QuantConfig(target_bpp=5.0, **QUICK), rotated=True,
+                                       reference=reference)
+    with pytest.raises(InrError):
+        decode_image(data)  # a residual file needs its init
+    header, decoded = decode_image(data, reference)
+    upright = np.ascontiguousarray(np.rot90(image, k=-1))
+    assert header.rotated and header.init_hash and decoded.shape == upright.shape
+    assert chosen["psnr"] == psnr(decoded / 255.0, upright / 255.0)
+
+
 @pytest.mark.slow
 def test_psnr_target_is_reached_with_a_smaller_file_than_the_best(fitted_network):
     model, image = fitted_network

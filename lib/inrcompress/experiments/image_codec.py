@@ -30,7 +30,7 @@ from inrcompress.fit.meta import MAML_INIT_FILE
 from inrcompress.fit.engine import BEST_FILE, CHECKPOINT_DIR, load_checkpoint
 from inrcompress.nn import INR
 from inrcompress.signals.grid import coordinate_grid
-from inrcompress.signals.image import IMAGE_SUFFIXES, image_to_values, load_image, to_landscape
+from inrcompress.signals.image import IMAGE_SUFFIXES, from_landscape, image_to_values, load_image, to_landscape
 
 
 
@@ -148,24 +148,38 @@ class Candidate:
     measured: dict
 
 
-def _try(model, image, qcfg: QuantConfig, seed: int, progress: bool = False, final: bool = False) -> Candidate:
+@dataclass(frozen=True)
+class TargetSignal:
+    """What every encode of one target search codes: the network, the image as fitted (landscape
+    if rotated), its orientation and the meta-learned init its residual is coded against (or None)."""
+
+    model: INR
+    image: np.ndarray
+    rotated: bool = False
+    reference: dict | None = None
+
+
+def _try(signal: TargetSignal, qcfg: QuantConfig, seed: int, progress: bool = False,
+         final: bool = False) -> Candidate:
     """Code the network with qcfg and measure the file: every metric for a final encode, the PSNR
     alone (of the decoded file, as measure_decoded computes it) for a search candidate."""
-    data, info = compress_image_model(model, image, qcfg, seed=seed, progress=progress)
+    data, info = compress_image_model(signal.model, signal.image, qcfg, rotated=signal.rotated,
+                                      reference=signal.reference, seed=seed, progress=progress)
+    original = from_landscape(signal.image, signal.rotated)  # decoding restores the orientation
     if final:
-        return Candidate(qcfg, data, info, measure_decoded(data, image))
-    _, decoded = decode_image(data, limits=None)
-    return Candidate(qcfg, data, info, {"psnr": psnr(decoded / 255.0, image / 255.0)})
+        return Candidate(qcfg, data, info, measure_decoded(data, original, signal.reference))
+    _, decoded = decode_image(data, signal.reference, limits=None)
+    return Candidate(qcfg, data, info, {"psnr": psnr(decoded / 255.0, original / 255.0)})
 
 
-def _bisect_scale(model, image, qcfg: QuantConfig, seed: int, holds, holds_at_large: bool) -> Candidate | None:
+def _bisect_scale(signal: TargetSignal, qcfg: QuantConfig, seed: int, holds, holds_at_large: bool) -> Candidate | None:
     """The candidate (nearest rounding at qcfg's bit width) at the boundary of `holds` over step
     scales [1, 2^MAX_LOG2_SCALE], bisected on log2(scale): holds_at_large (a file size limit) gives
     the smallest scale that holds (the largest file within the limit), else (a quality floor) the
     largest scale that holds. None when no scale holds; the end of the range when all do."""
     quick = replace(qcfg, adaround=False, retrain=False)
-    ends = {0.0: _try(model, image, replace(quick, step_scale=1.0), seed),
-            MAX_LOG2_SCALE: _try(model, image, replace(quick, step_scale=2.0 ** MAX_LOG2_SCALE), seed)}
+    ends = {0.0: _try(signal, replace(quick, step_scale=1.0), seed),
+            MAX_LOG2_SCALE: _try(signal, replace(quick, step_scale=2.0 ** MAX_LOG2_SCALE), seed)}
     inside, outside = (MAX_LOG2_SCALE, 0.0) if holds_at_large else (0.0, MAX_LOG2_SCALE)
     if not holds(ends[inside]):
         return None
@@ -174,7 +188,7 @@ def _bisect_scale(model, image, qcfg: QuantConfig, seed: int, holds, holds_at_la
     best = ends[inside]
     for _ in range(BISECTION_STEPS):
         mid = (inside + outside) / 2
-        candidate = _try(model, image, replace(quick, step_scale=float(np.float32(2.0 ** mid))), seed)
+        candidate = _try(signal, replace(quick, step_scale=float(np.float32(2.0 ** mid))), seed)
         if holds(candidate):
             inside, best = mid, candidate
         else:
@@ -182,8 +196,8 @@ def _bisect_scale(model, image, qcfg: QuantConfig, seed: int, holds, holds_at_la
     return best
 
 
-def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, *, seed: int = 0,
-                     progress: bool = False) -> tuple[bytes, dict, dict]:
+def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, *, rotated: bool = False,
+                     reference=None, seed: int = 0, progress: bool = False) -> tuple[bytes, dict, dict]:
     """Quantize and code a fitted image network to qcfg's target size or quality (target_bpp or
     target_psnr; the rest of qcfg is the pipeline of every encode).
 
@@ -200,6 +214,7 @@ def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, *, seed: 
         raise InrError("encode_to_target needs a target_bpp or a target_psnr")
     height, width = image.shape[:2]
     check_rate_target(qcfg, model, height, width)
+    signal = TargetSignal(model, image, rotated, reference)
     target_bpp, target_psnr = qcfg.target_bpp, qcfg.target_psnr
     sized = target_bpp is not None
     qcfg = replace(qcfg, target_bpp=None, target_psnr=None)  # the settings of each encode
@@ -211,11 +226,11 @@ def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, *, seed: 
             holds, better = (lambda c, limit=goal: len(c.data) <= limit), (lambda c: c.measured["psnr"])
         else:
             holds, better = (lambda c, limit=goal: c.measured["psnr"] >= limit), (lambda c: -len(c.data))
-        found = [c for c in (_bisect_scale(model, image, replace(qcfg, bitwidth=b), seed, holds, holds_at_large=sized)
+        found = [c for c in (_bisect_scale(signal, replace(qcfg, bitwidth=b), seed, holds, holds_at_large=sized)
                              for b in bitwidths) if c is not None]
-        _check_found(found, qcfg, target_bpp, target_psnr, goal, model, image, seed)
+        _check_found(found, qcfg, target_bpp, target_psnr, goal, signal, seed)
         chosen = max(found, key=better)
-        final = _try(model, image, replace(qcfg, bitwidth=chosen.qcfg.bitwidth, step_scale=chosen.qcfg.step_scale),
+        final = _try(signal, replace(qcfg, bitwidth=chosen.qcfg.bitwidth, step_scale=chosen.qcfg.step_scale),
                      seed, progress, final=True)
         if sized and abs(len(final.data) / target_bytes - 1) <= TARGET_TOLERANCE:
             break
@@ -232,15 +247,15 @@ def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, *, seed: 
     return final.data, final.info, record
 
 
-def _check_found(found: list[Candidate], qcfg: QuantConfig, target_bpp, target_psnr, goal, model, image,
+def _check_found(found: list[Candidate], qcfg: QuantConfig, target_bpp, target_psnr, goal, signal: TargetSignal,
                  seed: int) -> None:
     """Refuse a target no candidate of the search can meet (one line: what bounds it)."""
-    pixels = image.shape[0] * image.shape[1]
+    pixels = signal.image.shape[0] * signal.image.shape[1]
     if not found and target_bpp is not None:
         raise InrError(f"--target_bpp {target_bpp}: even the coarsest steps give a larger file; lower --hidden_dims "
                        "or raise the target")
     if not found:
-        top = _try(model, image, replace(qcfg, adaround=False, retrain=False), seed).measured["psnr"]
+        top = _try(signal, replace(qcfg, adaround=False, retrain=False), seed).measured["psnr"]
         raise InrError(f"--target_psnr {target_psnr}: this network reaches {top:.2f} dB at {qcfg.bitwidth} bits "
                        "(nearest rounding); fit longer or wider (--epochs, --hidden_dims)")
     if target_bpp is not None and all(len(c.data) < goal * (1 - TARGET_TOLERANCE) for c in found):
@@ -305,7 +320,8 @@ class ImageCodec:
         if qcfg.has_target:  # a search per image (its chosen settings go into its metrics file)
             coded = []
             for s in signals:
-                data, info, chosen = encode_to_target(s.model, s.source[1], qcfg, seed=seed, progress=progress)
+                data, info, chosen = encode_to_target(s.model, s.source[1], qcfg, rotated=s.source[2],
+                                                      reference=self.reference, seed=seed, progress=progress)
                 coded.append((data, {**info, **{f"chose_{k}": v for k, v in chosen.items()}}))
             return coded
         return compress_image_models([s.model for s in signals], [s.source[1] for s in signals], qcfg,
