@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -138,16 +138,6 @@ def width_for_rate(target_bpp: float, height: int, width: int, model_cfg, qcfg: 
     return best
 
 
-@dataclass
-class Candidate:
-    """One quantization tried by the target search: its settings, file and measurements."""
-
-    qcfg: QuantConfig
-    data: bytes
-    info: dict
-    measured: dict
-
-
 @dataclass(frozen=True)
 class TargetSignal:
     """What every encode of one target search codes: the network, the image as fitted (landscape
@@ -158,18 +148,39 @@ class TargetSignal:
     rotated: bool = False
     reference: dict | None = None
 
+    @property
+    def original(self) -> np.ndarray:
+        return from_landscape(self.image, self.rotated)  # what a decoder returns
+
+
+@dataclass
+class Candidate:
+    """One quantization tried by the target search: its settings, file and measurements."""
+
+    qcfg: QuantConfig
+    data: bytes
+    info: dict
+    signal: TargetSignal
+    measured: dict = field(default_factory=dict)
+
+    @property
+    def psnr(self) -> float:
+        """The PSNR (dB) of the decoded file, as measure_decoded computes it; decoded when first
+        asked, since a bpp search needs only the sizes of most of its candidates."""
+        if "psnr" not in self.measured:
+            _, decoded = decode_image(self.data, self.signal.reference, limits=None)
+            self.measured["psnr"] = psnr(decoded / 255.0, self.signal.original / 255.0)
+        return self.measured["psnr"]
+
 
 def _try(signal: TargetSignal, qcfg: QuantConfig, seed: int, progress: bool = False,
          final: bool = False) -> Candidate:
-    """Code the network with qcfg and measure the file: every metric for a final encode, the PSNR
-    alone (of the decoded file, as measure_decoded computes it) for a search candidate."""
+    """Code the network with qcfg: a candidate of the search (its PSNR measured when asked), or
+    with every metric of the decoded file for a final encode."""
     data, info = compress_image_model(signal.model, signal.image, qcfg, rotated=signal.rotated,
                                       reference=signal.reference, seed=seed, progress=progress)
-    original = from_landscape(signal.image, signal.rotated)  # decoding restores the orientation
-    if final:
-        return Candidate(qcfg, data, info, measure_decoded(data, original, signal.reference))
-    _, decoded = decode_image(data, signal.reference, limits=None)
-    return Candidate(qcfg, data, info, {"psnr": psnr(decoded / 255.0, original / 255.0)})
+    measured = measure_decoded(data, signal.original, signal.reference) if final else {}
+    return Candidate(qcfg, data, info, signal, measured)
 
 
 def _bisect_scale(signal: TargetSignal, qcfg: QuantConfig, seed: int, holds, holds_at_large: bool) -> Candidate | None:
@@ -223,9 +234,9 @@ def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, *, rotate
     goal = target_bytes if sized else target_psnr  # what the candidates aim at; corrected after a miss
     for tries in range(1, TARGET_CORRECTIONS + 2):
         if sized:
-            holds, better = (lambda c, limit=goal: len(c.data) <= limit), (lambda c: c.measured["psnr"])
+            holds, better = (lambda c, limit=goal: len(c.data) <= limit), (lambda c: c.psnr)
         else:
-            holds, better = (lambda c, limit=goal: c.measured["psnr"] >= limit), (lambda c: -len(c.data))
+            holds, better = (lambda c, limit=goal: c.psnr >= limit), (lambda c: -len(c.data))
         found = [c for c in (_bisect_scale(signal, replace(qcfg, bitwidth=b), seed, holds, holds_at_large=sized)
                              for b in bitwidths) if c is not None]
         _check_found(found, qcfg, target_bpp, target_psnr, goal, signal, seed)
@@ -234,15 +245,15 @@ def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, *, rotate
                      seed, progress, final=True)
         if sized and abs(len(final.data) / target_bytes - 1) <= TARGET_TOLERANCE:
             break
-        if not sized and final.measured["psnr"] >= target_psnr:
+        if not sized and final.psnr >= target_psnr:
             break
         # the candidate size (or PSNR) that the final encode turns into the target's
-        goal = goal * len(chosen.data) / len(final.data) if sized else goal + target_psnr - final.measured["psnr"] + 0.05
+        goal = goal * len(chosen.data) / len(final.data) if sized else goal + target_psnr - final.psnr + 0.05
     else:
-        reached = f"{final.measured['bpp']:.4f} bpp" if sized else f"{final.measured['psnr']:.2f} dB"
+        reached = f"{final.measured['bpp']:.4f} bpp" if sized else f"{final.psnr:.2f} dB"
         raise InrError(f"the target search ended at {reached} after {tries} final encodes: outside the target")
     record = {"bitwidth": final.qcfg.bitwidth, "step_scale": final.qcfg.step_scale, "bpp": final.measured["bpp"],
-              "psnr": final.measured["psnr"], "tries": tries}
+              "psnr": final.psnr, "tries": tries}
     record.update({"target_bpp": target_bpp} if sized else {"target_psnr": target_psnr})
     return final.data, final.info, record
 
@@ -255,7 +266,7 @@ def _check_found(found: list[Candidate], qcfg: QuantConfig, target_bpp, target_p
         raise InrError(f"--target_bpp {target_bpp}: even the coarsest steps give a larger file; lower --hidden_dims "
                        "or raise the target")
     if not found:
-        top = _try(signal, replace(qcfg, adaround=False, retrain=False), seed).measured["psnr"]
+        top = _try(signal, replace(qcfg, adaround=False, retrain=False), seed).psnr
         raise InrError(f"--target_psnr {target_psnr}: this network reaches {top:.2f} dB at {qcfg.bitwidth} bits "
                        "(nearest rounding); fit longer or wider (--epochs, --hidden_dims)")
     if target_bpp is not None and all(len(c.data) < goal * (1 - TARGET_TOLERANCE) for c in found):
