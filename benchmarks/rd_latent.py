@@ -5,6 +5,9 @@ SIREN curve, and its decode time at full resolution.
     OMP_NUM_THREADS=1 python benchmarks/rd_latent.py --images kodim01 kodim04 kodim23 --factor 4 \
         --lambdas 0.0005 0.001 0.002 0.004 --preset mac1000 --schedule fast \
         --siren benchmarks/output/curves/basic_bw7.json
+    # the same with two points at a time (one process and one thread each; the encode seconds of
+    # each point are then measured beside the other)
+    python benchmarks/rd_latent.py --factor 2 --images kodim01 kodim02 --jobs 2 --preset mac500
     # decode time: a full-size image coded after a short fit, decoded by decode.py in a fresh
     # one-thread process (the fit's quality does not change the decoder's work per pixel)
     OMP_NUM_THREADS=1 python benchmarks/rd_latent.py --decode_full kodim01 --preset mac2000
@@ -51,32 +54,56 @@ def siren_curves(specs: list[str]) -> list[curves.Curve]:
     return out
 
 
-def fit_points(args, images) -> list[dict]:
+def fit_one(task: tuple) -> tuple[bytes, dict, float]:
+    """One point, in this process or a worker: (image name, uint8 image, preset, schedule name,
+    lambda, seed) -> (file, measurements, load average at the end)."""
+    import torch
+
     from inrcompress.codec.representations.latent import LatentGrid
     from inrcompress.experiments.latent_codec import compress_image_latent
     from inrcompress.fit.latent import schedule_by_name
+
+    torch.set_num_threads(1)
+    name, image, preset, schedule_name, rate_lambda, seed = task
+    rep = LatentGrid.preset(preset, image.shape[0], image.shape[1], image.shape[2])
+    data, info = compress_image_latent(image, rep, rate_lambda, schedule_by_name(schedule_name), seed=seed,
+                                       progress=False)
+    return data, info, os.getloadavg()[0]
+
+
+def fit_points(args, images) -> list[dict]:
+    """Fit and code every missing (image, lambda) point, --jobs at a time (one thread each), writing
+    each file and the points file as it finishes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     out = Path(args.out)
     points_path = out / "points.json"
     points = json.loads(points_path.read_text()) if points_path.is_file() else []
     done = {(p["image"], p["rate_lambda"], p["preset"], p["schedule"]) for p in points}
-    schedule = schedule_by_name(args.schedule)
-    for rate_lambda in args.lambdas:
-        for name, image in images:
-            key = (name, rate_lambda, args.preset, args.schedule)
-            if key in done:  # resumable: a finished point is kept
-                continue
-            rep = LatentGrid.preset(args.preset, image.shape[0], image.shape[1], image.shape[2])
-            data, info = compress_image_latent(image, rep, rate_lambda, schedule, seed=args.seed, progress=False)
-            atomic_write_bytes(out / "files" / f"{name}_{args.preset}_{args.schedule}_l{rate_lambda:g}.inr", data)
-            point = {"image": name, "rate_lambda": rate_lambda, "preset": args.preset, "schedule": args.schedule,
-                     "load_average": os.getloadavg()[0],
-                     **{k: v for k, v in info.items() if k not in ("mse",)}}
-            points.append(point)
-            write_json(points_path, points)
-            print(f"{name} lambda {rate_lambda:g}: {info['bpp']:.4f} bpp, PSNR {info['psnr']:.2f} dB "
-                  f"(fit {info['fit_psnr']:.2f} dB), encode {info['encode_seconds']:.0f} s, "
-                  f"load {point['load_average']:.1f}", flush=True)
+    tasks = [(name, image, args.preset, args.schedule, rate_lambda, args.seed)
+             for rate_lambda in args.lambdas for name, image in images
+             if (name, rate_lambda, args.preset, args.schedule) not in done]  # resumable: finished points are kept
+
+    def record(task: tuple, data: bytes, info: dict, load: float) -> None:
+        name, _, preset, schedule_name, rate_lambda, _ = task
+        atomic_write_bytes(out / "files" / f"{name}_{preset}_{schedule_name}_l{rate_lambda:g}.inr", data)
+        point = {"image": name, "rate_lambda": rate_lambda, "preset": preset, "schedule": schedule_name,
+                 "load_average": load, "jobs": args.jobs, **{k: v for k, v in info.items() if k not in ("mse",)}}
+        points.append(point)
+        write_json(points_path, points)
+        print(f"{name} lambda {rate_lambda:g}: {info['bpp']:.4f} bpp, PSNR {info['psnr']:.2f} dB "
+              f"(fit {info['fit_psnr']:.2f} dB), encode {info['encode_seconds']:.0f} s, load {load:.1f}", flush=True)
+
+    if args.jobs <= 1:
+        for task in tasks:
+            record(task, *fit_one(task))
+    else:
+        os.environ["OMP_NUM_THREADS"] = "1"  # the workers inherit it: one thread each (the thread trap)
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(fit_one, task): task for task in tasks}
+            for future in as_completed(futures):
+                record(futures[future], *future.result())
     return [p for p in points if p["preset"] == args.preset and p["schedule"] == args.schedule
             and p["rate_lambda"] in args.lambdas and p["image"] in {n for n, _ in images}]
 
@@ -171,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="mac1000")
     parser.add_argument("--schedule", default="fast")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="points fitted at once, each in its own one-thread process")
     parser.add_argument("--siren", nargs="+", default=[], help="SIREN curve files, or name:bpp,psnr;bpp,psnr;...")
     parser.add_argument("--codecs", nargs="+", default=["jpeg2000", "webp", "avif"], choices=list(codecs.CODECS))
     parser.add_argument("--no_ms_ssim", action="store_true")
