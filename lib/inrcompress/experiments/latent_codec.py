@@ -2,9 +2,10 @@
 quantization steps by a rate-distortion search, code the file, decode it and measure.
 
 Quantization of the network's own parameters (the synthesis's and the ARM's weights and biases):
-nearest rounding (codec.quant.quantize) at power-of-two steps 2^-k, one step per group (synthesis
-weights, synthesis biases, ARM weights, ARM biases: QUANT_GROUPS), searched group by group from
-INITIAL_EXPONENT, each exponent moved by one while that lowers (SEARCH_PASSES passes over the
+nearest rounding (codec.quant.quantize) at power-of-two steps 2^-k, one step per group (the
+synthesis's weights and biases, a LatentGridConv's convolution weights and biases and its upsampling
+filters, the ARM's weights and biases: quant_groups, named "<part>.<kind>"), searched group by group
+from INITIAL_EXPONENT, each exponent moved by one while that lowers (SEARCH_PASSES passes over the
 groups)
 
     MSE on the [0, 1] scale (float synthesis, rounded latents) + rate_lambda x bpp,
@@ -46,14 +47,19 @@ BITWIDTH = 16
 CODER = "arithmetic"
 SYNTHESIS_EXPONENTS = tuple(range(0, 15))
 ARM_EXPONENTS = tuple(range(0, latent_coding.WEIGHT_FRAC_BITS + 1))
-QUANT_GROUPS = ("synthesis.weight", "synthesis.bias", "arm.weight", "arm.bias")
 SEARCH_PASSES = 2
 INITIAL_EXPONENT = 8
 
 
 def _group_of(name: str) -> str:
-    part, _, kind = name.split(".")
-    return f"{part}.{kind}"
+    """"synthesis.0.weight" -> "synthesis.weight", "upsampling.taps" -> "upsampling.taps"."""
+    parts = name.split(".")
+    return f"{parts[0]}.{parts[-1]}"
+
+
+def quant_groups(representation: LatentGrid) -> list[str]:
+    """The step groups of a representation's declared tensors, in file order."""
+    return list(dict.fromkeys(_group_of(spec.name) for spec in representation.tensor_specs()))
 
 
 @dataclass
@@ -107,9 +113,10 @@ class _Evaluator:
 def search_steps(model: LatentImageModel, target: torch.Tensor, rate_lambda: float) -> QuantizedLatentModel:
     """The step exponents of the lowest measured loss (see the module docstring)."""
     evaluator = _Evaluator(model, target, rate_lambda)
-    best = evaluator.measure({group: INITIAL_EXPONENT for group in QUANT_GROUPS})
+    groups = quant_groups(model.representation)
+    best = evaluator.measure({group: INITIAL_EXPONENT for group in groups})
     for _ in range(SEARCH_PASSES):
-        for group in QUANT_GROUPS:
+        for group in groups:
             allowed = ARM_EXPONENTS if group.startswith("arm") else SYNTHESIS_EXPONENTS
             for direction in (-1, 1):
                 while best.exponents[group] + direction in allowed:

@@ -22,9 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from inrcompress.codec import latent_coding
 from inrcompress.codec.representations import register_representation
@@ -43,6 +41,14 @@ MAX_SYNTHESIS_HIDDEN = 256
 MAX_SYNTHESIS_LAYERS = 4
 # Multiply-accumulates of one bicubic-upsampled value (4 x 4 taps).
 BICUBIC_MACS = 16
+MAX_SYNTHESIS_CONVS = 4
+UPSAMPLING_KINDS = ("bicubic", "learned")
+# One half of the symmetric 8-tap filter of a transposed convolution (stride 2) that doubles a grid
+# exactly as bicubic interpolation does (a = -0.75, align_corners=False, borders replicated): the
+# learned upsampling starts there.
+BICUBIC_DOUBLING_HALF_TAPS = (-0.03515625, -0.10546875, 0.26171875, 0.87890625)
+# Each doubled value takes 4 of the 8 taps along each axis (the stride leaves the others at zero).
+DOUBLING_TAPS_PER_AXIS = 4
 
 # Decoder-size presets (about 500 / 1,000 / 2,000 MAC per pixel; LatentGrid.macs_per_point states
 # the exact count for an image).
@@ -53,6 +59,12 @@ PRESETS: dict[str, dict[str, int]] = {
                 "synthesis_layers": 2},
     "mac2000": {"levels": 7, "arm_context": 16, "arm_hidden": 16, "arm_layers": 2, "synthesis_hidden": 28,
                 "synthesis_layers": 2},
+    # Cool-chic 3's additions on mac500 / mac1000 (LatentGridConv): learned upsampling and two
+    # residual 3x3 convolutions on the synthesis's output.
+    "conv600": {"levels": 7, "arm_context": 8, "arm_hidden": 8, "arm_layers": 2, "synthesis_hidden": 16,
+                "synthesis_layers": 1, "upsampling": "learned", "synthesis_convs": 2},
+    "conv1100": {"levels": 7, "arm_context": 12, "arm_hidden": 12, "arm_layers": 2, "synthesis_hidden": 16,
+                 "synthesis_layers": 2, "upsampling": "learned", "synthesis_convs": 2},
 }
 
 
@@ -91,12 +103,19 @@ class LatentGrid(Representation):
     # The container writes and reads the latent stream for this representation (its section
     # "latents"); see encode_stream / load_stream.
     has_latent_stream = True
+    # What LatentGridConv makes choices of (fields of its file section); here fixed.
+    upsampling: ClassVar[str] = "bicubic"
+    synthesis_convs: ClassVar[int] = 0
 
-    @classmethod
-    def preset(cls, name: str, height: int, width: int, channels: int = 3) -> LatentGrid:
+    @staticmethod
+    def preset(name: str, height: int, width: int, channels: int = 3) -> LatentGrid:
+        """The architecture of a named preset (PRESETS) for an image: a LatentGridConv where the
+        preset sets its fields, else a LatentGrid."""
         if name not in PRESETS:
             raise InrError(f"unknown latent preset {name!r}; known: {', '.join(PRESETS)}")
-        rep = cls(height=height, width=width, out_features=channels, **PRESETS[name])
+        values = PRESETS[name]
+        kind = LatentGridConv if {"upsampling", "synthesis_convs"} & set(values) else LatentGrid
+        rep = kind(height=height, width=width, out_features=channels, **values)
         rep.check()
         return rep
 
@@ -116,7 +135,12 @@ class LatentGrid(Representation):
             check_range(values, name, lo, hi, error)
         if values["arm_context"] not in latent_coding.CONTEXT_SIZES:
             raise error(f"arm_context must be one of {latent_coding.CONTEXT_SIZES}, got {values['arm_context']}")
+        cls.check_own_fields(values, error)
         return cls(out_features=out_features, **{f.name: values[f.name] for f in cls.fields})
+
+    @classmethod
+    def check_own_fields(cls, values: Mapping[str, Any], error: type[InrError]) -> None:
+        """Bounds of the fields a subclass adds (none here)."""
 
     # -- declared tensors ------------------------------------------------------------------------
 
@@ -133,7 +157,12 @@ class LatentGrid(Representation):
         return specs
 
     def tensor_specs(self) -> list[TensorSpec]:
-        return self._specs("synthesis") + self._specs("arm")
+        return self._specs("synthesis") + self.picture_specs() + self._specs("arm")
+
+    def picture_specs(self) -> list[TensorSpec]:
+        """The tensors between the per-pixel synthesis and the ARM: those of the steps that see the
+        whole picture (LatentGridConv's convolutions and upsampling filters); none here."""
+        return []
 
     def synthesis_tensor_count(self) -> int:
         return 2 * (self.synthesis_layers + 1)
@@ -152,11 +181,14 @@ class LatentGrid(Representation):
         return sum(h * w for h, w in self.grid_shapes()) / (self.height * self.width)
 
     def macs_per_point(self) -> int:
-        """Per decoded pixel: the synthesis's in x out, BICUBIC_MACS per upsampled coarser grid,
-        and the ARM's in x out times the latents per pixel (rounded)."""
+        """Per decoded pixel: the synthesis's in x out, the upsampling's (BICUBIC_MACS per upsampled
+        coarser grid) and the ARM's in x out times the latents per pixel (rounded)."""
         synthesis = sum(a * b for a, b in zip(self._dims("synthesis")[:-1], self._dims("synthesis")[1:]))
         arm = sum(a * b for a, b in zip(self._dims("arm")[:-1], self._dims("arm")[1:]))
-        return int(round(synthesis + BICUBIC_MACS * (self.levels - 1) + arm * self.latents_per_pixel()))
+        return int(round(synthesis + self.upsampling_macs_per_point() + arm * self.latents_per_pixel()))
+
+    def upsampling_macs_per_point(self) -> float:
+        return BICUBIC_MACS * (self.levels - 1)
 
     # -- the torch module ------------------------------------------------------------------------
 
@@ -211,3 +243,64 @@ class LatentGrid(Representation):
                                    f"{header.width}x{header.height}")
         arm = module.fixed_point_arm(CorruptFileError)
         module.load_integer_latents(latent_coding.decode_latents(header.latent_stream, self.grid_shapes(), arm))
+
+
+@register_representation
+@dataclass(frozen=True)
+class LatentGridConv(LatentGrid):
+    """A LatentGrid with Cool-chic 3's two additions (fields of its file section):
+
+    upsampling "learned": the grids are doubled coarsest first, each doubling a separable
+    transposed convolution (stride 2) whose symmetric 8-tap filter is learned, one filter per
+    doubling (into grid l, l = levels-2 .. 0), starting from the bicubic one
+    (BICUBIC_DOUBLING_HALF_TAPS); the doubled stack is cropped to grid l's size and grid l is put in
+    front of it, so level 0 holds every grid at full size, in grid order. "bicubic": as LatentGrid.
+    synthesis_convs: residual 3x3 convolutions (channels -> channels, borders replicated) after the
+    per-pixel MLP, x <- x + conv(x), a ReLU on the residual of all but the last; they start at zero.
+
+    Declared tensors: the synthesis's, then "conv.<i>.weight" (channels, channels, 3, 3) and
+    ".bias", then (learned) "upsampling.taps" (levels - 1, 4), then the ARM's. The convolutions see
+    the whole picture, so the synthesis is not a chain of per-pixel linear layers (no AdaRound, no
+    apply on a subset of pixels): the codec renders the picture (render)."""
+
+    upsampling: str = "learned"
+    synthesis_convs: int = 2
+
+    name = "latent_grid_conv"
+    file_id = 3
+    fields = LatentGrid.fields + (Field("upsampling", "B", UPSAMPLING_KINDS), Field("synthesis_convs", "B"))
+
+    @classmethod
+    def check_own_fields(cls, values: Mapping[str, Any], error: type[InrError]) -> None:
+        if values["upsampling"] not in UPSAMPLING_KINDS:
+            raise error(f"unknown upsampling {values['upsampling']!r}; known: {', '.join(UPSAMPLING_KINDS)}")
+        check_range(values, "synthesis_convs", 0, MAX_SYNTHESIS_CONVS, error)
+
+    def picture_specs(self) -> list[TensorSpec]:
+        channels = self.out_features
+        specs = []
+        for i in range(self.synthesis_convs):
+            specs += [TensorSpec(f"conv.{i}.weight", (channels, channels, 3, 3)), TensorSpec(f"conv.{i}.bias", (channels,))]
+        if self.upsampling == "learned" and self.levels > 1:
+            specs.append(TensorSpec("upsampling.taps", (self.levels - 1, len(BICUBIC_DOUBLING_HALF_TAPS))))
+        return specs
+
+    def linear_layers(self) -> None:
+        return None
+
+    def apply(self, tensors: Sequence[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        raise InrError("a latent grid with convolutions synthesizes whole pictures (render), not given pixels")
+
+    def upsampling_macs_per_point(self) -> float:
+        if self.upsampling != "learned":
+            return super().upsampling_macs_per_point()
+        shapes = self.grid_shapes()
+        total = 0
+        for level in range(self.levels - 1):  # doubling the stack of grids level+1 .. levels-1
+            stack = self.levels - 1 - level
+            rows, cols = shapes[level + 1]
+            total += stack * DOUBLING_TAPS_PER_AXIS * (2 * rows * cols + 4 * rows * cols)
+        return total / (self.height * self.width)
+
+    def macs_per_point(self) -> int:
+        return super().macs_per_point() + 9 * self.out_features ** 2 * self.synthesis_convs

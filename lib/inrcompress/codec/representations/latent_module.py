@@ -1,5 +1,6 @@
 """The torch module of a latent-grid representation (codec/representations/latent.py): latents,
-upsampling, synthesis, the float ARM and its differentiable rate term."""
+upsampling (bicubic or learned), synthesis (with LatentGridConv's convolutions), the float ARM and
+its differentiable rate term."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inrcompress.codec import latent_coding
-from inrcompress.codec.representations.latent import LatentGrid
+from inrcompress.codec.representations.latent import BICUBIC_DOUBLING_HALF_TAPS, LatentGrid
 from inrcompress.errors import InrError
 
 # The smallest probability the training rate term gives a latent (constriction's is 2^-24 of the
@@ -33,6 +34,38 @@ def synthesis_forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: 
         if i < len(weights) - 1:
             x = F.relu(x)
     return x
+
+
+def double_grids(stack: torch.Tensor, half_taps: torch.Tensor) -> torch.Tensor:
+    """(1, C, h, w) -> (1, C, 2h, 2w): every channel through the separable transposed convolution
+    (stride 2) of the symmetric 8-tap filter [half_taps, reversed half_taps], borders replicated;
+    with BICUBIC_DOUBLING_HALF_TAPS it equals F.interpolate(scale_factor=2, mode="bicubic")."""
+    taps = torch.cat([half_taps, half_taps.flip(0)])
+    channels, (rows, cols) = stack.shape[1], stack.shape[2:]
+    padded = F.pad(stack, (2, 2, 2, 2), mode="replicate")
+    out = F.conv_transpose2d(padded, taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1), stride=(2, 1), groups=channels)
+    out = F.conv_transpose2d(out, taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1), stride=(1, 2), groups=channels)
+    # Input row i lands on output rows 2i - 3 .. 2i + 4; the 2-row pad shifts that by 4, the
+    # transposed convolution's own reach by 3.
+    return out[:, :, 7:7 + 2 * rows, 7:7 + 2 * cols]
+
+
+class LearnedUpsampling(nn.Module):
+    """The doubling filters of LatentGridConv's learned upsampling: taps (levels - 1, 4), row l the
+    half filter of the doubling into grid l."""
+
+    def __init__(self, levels: int):
+        super().__init__()
+        self.taps = nn.Parameter(torch.tensor([BICUBIC_DOUBLING_HALF_TAPS] * (levels - 1)))
+
+    def forward(self, latents: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(levels, H, W): every grid at the size of grid 0."""
+        stack = latents[-1][None, None]
+        for level in range(len(latents) - 2, -1, -1):
+            rows, cols = latents[level].shape
+            doubled = double_grids(stack, self.taps[level])[:, :, :rows, :cols]
+            stack = torch.cat([latents[level][None, None], doubled], dim=1)
+        return stack[0]
 
 
 def laplace_bits(z: torch.Tensor, mu: torch.Tensor, log2_scale: torch.Tensor) -> torch.Tensor:
@@ -59,6 +92,16 @@ class LatentImageModel(nn.Module):
         self.latents = nn.ParameterList([nn.Parameter(torch.zeros(h, w)) for h, w in rep.grid_shapes()])
         self.synthesis = nn.ModuleList(nn.Linear(a, b) for a, b in zip(rep.dims("synthesis")[:-1],
                                                                        rep.dims("synthesis")[1:]))
+        channels = rep.out_features
+        self.conv = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1, padding_mode="replicate")
+                                  for _ in range(rep.synthesis_convs))
+        for conv in self.conv:  # residual: start as the identity
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        if rep.upsampling == "learned" and rep.levels > 1:
+            self.upsampling = LearnedUpsampling(rep.levels)
+        else:
+            self.upsampling = None
         self.arm = nn.ModuleList(nn.Linear(a, b) for a, b in zip(rep.dims("arm")[:-1], rep.dims("arm")[1:]))
         with torch.no_grad():  # start from a wide, centred latent distribution
             self.arm[-1].weight.mul_(0.1)
@@ -71,6 +114,8 @@ class LatentImageModel(nn.Module):
     def features(self, latents: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """(H*W, levels): every grid upsampled to the image (grid 0 as it is)."""
         latents = list(self.latents) if latents is None else latents
+        if self.upsampling is not None:
+            return self.upsampling(latents).reshape(len(latents), -1).t()
         height, width = self.representation.height, self.representation.width
         planes = [latents[0][None, None]]
         for grid in latents[1:]:
@@ -79,8 +124,16 @@ class LatentImageModel(nn.Module):
 
     def values(self, latents: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """(H*W, channels): the synthesis on the upsampled latents, values in [-1, 1] scale."""
-        return synthesis_forward(self.features(latents), [m.weight for m in self.synthesis],
-                                 [m.bias for m in self.synthesis])
+        values = synthesis_forward(self.features(latents), [m.weight for m in self.synthesis],
+                                   [m.bias for m in self.synthesis])
+        if not len(self.conv):
+            return values
+        rep = self.representation
+        picture = values.t().reshape(1, rep.out_features, rep.height, rep.width)
+        for i, conv in enumerate(self.conv):
+            residual = conv(picture)
+            picture = picture + (F.relu(residual) if i < len(self.conv) - 1 else residual)
+        return picture.reshape(rep.out_features, -1).t()
 
     @torch.no_grad()
     def picture_values(self) -> torch.Tensor:
