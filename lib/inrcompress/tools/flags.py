@@ -222,8 +222,9 @@ def define_latent_codec(fv: flags.FlagValues, presets: Sequence[str], schedules:
         flags.DEFINE_enum("representation", "siren", ["siren", "latent"], "What is fitted: siren (the paper's "
                           "MLP) or latent (latent grids + auto-regressive model: --latent_preset, --latent_schedule, "
                           "--rate_lambda).", flag_values=fv)
-    flags.DEFINE_enum("latent_preset", "mac1000", list(presets), "Latent grid: decoder size preset (about 500 / "
-                      "1000 / 2000 multiply-accumulates per decoded pixel).", flag_values=fv)
+    flags.DEFINE_enum("latent_preset", "mac1000", list(presets), "Latent grid: decoder preset: mac500 / mac1000 / "
+                      "mac2000 (about that many multiply-accumulates per decoded pixel; bicubic upsampling, per-pixel "
+                      "MLP), conv600 / conv1100 (learned upsampling and two residual 3x3 convolutions).", flag_values=fv)
     flags.DEFINE_enum("latent_schedule", "fast", list(schedules), "Latent grid: the fit's named schedule "
                       "(iterations, learning rate, noise phase, random starts; written to FLAGS.yml).",
                       flag_values=fv)
