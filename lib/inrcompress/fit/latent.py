@@ -162,16 +162,22 @@ class _Fit:
 def fit_latent(build: Callable[[], LatentModel], target: torch.Tensor, rate_lambda: float,
                schedule: LatentSchedule, *, seed: int = 0, progress: bool = True, desc: str | None = None,
                writer=None, resume_path: Path | None = None, resume_every: int = 100,
-               step_hook: Callable[[int], None] | None = None) -> tuple[LatentModel, LatentFitResult]:
+               step_hook: Callable[[int], None] | None = None,
+               initial_state: dict[str, torch.Tensor] | None = None) -> tuple[LatentModel, LatentFitResult]:
     """Fit a module made by build() (one per random start, after torch.manual_seed) to target values
     (H*W, channels) in [-1, 1] (signals.image.image_to_values) and return it in its kept state (see
     the module docstring). writer: a TensorBoard SummaryWriter or None. resume_path: after the
     random starts, every resume_every steps the whole state (module, Adam, noise generator, kept
     best) is written there atomically, and a fit finding one resumes from it to the same result as
     an uninterrupted fit; it is removed at the end. step_hook(step) runs after every step (tests
-    interrupt a fit with it)."""
+    interrupt a fit with it). initial_state: a state_dict of a module build() makes (e.g. another
+    fit's, at another lambda): the fit continues from it instead of a random initialisation, so the
+    schedule must have one start, and there is no resume point (one would not say which state it
+    started from)."""
     if not (math.isfinite(rate_lambda) and rate_lambda >= 0):
         raise InrError(f"rate_lambda must be finite and >= 0, got {rate_lambda}")
+    if initial_state is not None and (schedule.starts > 1 or resume_path is not None):
+        raise InrError("a latent fit from an initial state takes a schedule of one start and no resume_path")
     device = target.device
     identity = {"schedule": asdict(schedule), "rate_lambda": float(rate_lambda), "seed": int(seed)}
     saved = None
@@ -225,6 +231,8 @@ def fit_latent(build: Callable[[], LatentModel], target: torch.Tensor, rate_lamb
             step = schedule.start_iterations
         else:
             fit = start(0)
+            if initial_state is not None:
+                fit.model.load_state_dict(initial_state)
         for step in range(step, schedule.iterations):
             noise = step < schedule.noise_iterations
             advance(fit, step, noise, fit.step(schedule.lr_at(step), noise=noise))
