@@ -126,11 +126,11 @@ def test_impossible_targets_are_refused_with_one_line(photo, tmp_path, capsys, f
     assert not (tmp_path / "out.inr").exists()
 
 
-def test_a_target_with_the_latent_representation_is_refused(photo, tmp_path, capsys):
+def test_a_latent_target_with_a_rate_lambda_too_is_refused(photo, tmp_path, capsys):
     assert encode_main([str(photo), str(tmp_path / "out.inr"), "--representation=latent", "--rate_lambda=0.001",
                         "--target_bpp=1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "--target_bpp is not available for --representation latent" in err
+    assert err.startswith("error:") and "chooses --rate_lambda itself" in err and "\n" not in err
 
 
 def test_the_floor_is_the_smallest_file_of_the_architecture():
@@ -139,6 +139,11 @@ def test_the_floor_is_the_smallest_file_of_the_architecture():
     check_rate_target(QuantConfig(target_bpp=8 * floor / 1024), cfg, 32, 32)
     with pytest.raises(InrError, match="below the smallest file"):
         check_rate_target(QuantConfig(target_bpp=0.9 * 8 * floor / 1024), cfg, 32, 32)
+    # A file coded against a meta-learned initialization also carries the init's 32-byte hash.
+    meta_floor = smallest_file_bytes(cfg, 32, 32, QuantConfig(), meta=True)
+    assert meta_floor >= floor + 32
+    with pytest.raises(InrError, match="below the smallest file"):
+        check_rate_target(QuantConfig(target_bpp=8 * floor / 1024), cfg, 32, 32, meta=True)
     with pytest.raises(InrError, match="per image"):  # a target is no fixed quantization
         from inrcompress.codec.compress import compress_network
 

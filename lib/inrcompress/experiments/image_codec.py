@@ -89,23 +89,26 @@ TARGET_BITWIDTHS_BELOW = 2
 TARGET_CORRECTIONS = 2
 
 
-def smallest_file_bytes(model_or_config, height: int, width: int, qcfg: QuantConfig) -> int:
+def smallest_file_bytes(model_or_config, height: int, width: int, qcfg: QuantConfig, *, meta: bool = False) -> int:
     """Bytes of the smallest file of this architecture and image size: every parameter zero (the
-    header, the step sizes and an empty payload), the floor no step scale goes below."""
+    header, the step sizes, with meta the hash of the meta-learned initialization, and an empty
+    payload), the floor no step scale goes below."""
     representation = representation_of(model_or_config)
     header = InrHeader(modality="image", height=height, width=width, rotated=False, representation=representation,
                        bitwidth=qcfg.bitwidth, coder=qcfg.code,
-                       step_sizes=tuple(1.0 for _ in representation.tensor_specs()))
+                       step_sizes=tuple(1.0 for _ in representation.tensor_specs()),
+                       init_hash=bytes(32) if meta else b"")
     zero = 1 << (qcfg.bitwidth - 1)
     symbols = [np.full(int(np.prod(spec.shape)), zero, dtype=np.int64) for spec in representation.tensor_specs()]
     return len(encode_inr(header, symbols)[0])
 
 
-def check_rate_target(qcfg: QuantConfig, model_or_config, height: int, width: int) -> None:
-    """Refuse, before any fitting, a --target_bpp below the smallest file of the architecture."""
+def check_rate_target(qcfg: QuantConfig, model_or_config, height: int, width: int, *, meta: bool = False) -> None:
+    """Refuse, before any fitting, a --target_bpp below the smallest file of the architecture (with
+    meta: of a file coded against a meta-learned initialization)."""
     if qcfg.target_bpp is None:
         return
-    floor = smallest_file_bytes(model_or_config, height, width, qcfg)
+    floor = smallest_file_bytes(model_or_config, height, width, qcfg, meta=meta)
     floor_bpp = 8 * floor / (height * width)
     if qcfg.target_bpp * (1 + TARGET_TOLERANCE) < floor_bpp:
         raise InrError(f"--target_bpp {qcfg.target_bpp} is below the smallest file this architecture can write for a "
@@ -224,7 +227,7 @@ def encode_to_target(model: INR, image: np.ndarray, qcfg: QuantConfig, *, rotate
     if not qcfg.has_target:
         raise InrError("encode_to_target needs a target_bpp or a target_psnr")
     height, width = image.shape[:2]
-    check_rate_target(qcfg, model, height, width)
+    check_rate_target(qcfg, model, height, width, meta=reference is not None)
     signal = TargetSignal(model, image, rotated, reference)
     target_bpp, target_psnr = qcfg.target_bpp, qcfg.target_psnr
     sized = target_bpp is not None

@@ -169,7 +169,7 @@ def compress_image_latent(image: np.ndarray, representation: LatentGrid, rate_la
 SIREN_ONLY_FLAGS = ("hidden_dims", "hidden_layers", "ff_dims", "encoding", "activation", "encoding_scale", "epochs",
                     "lr", "l1_reg", "patience", "bitwidth", "adaround", "adaround_iterations", "adaround_reg",
                     "retrain", "retrain_epochs", "retrain_lr", "code", "quantizer", "step_scale", "rd_steps",
-                    "qat_from_soft", "target_psnr", "compile", "amp")
+                    "qat_from_soft", "compile", "amp")
 
 
 def check_latent_flags(values: dict, given: set[str]) -> None:
@@ -177,12 +177,15 @@ def check_latent_flags(values: dict, given: set[str]) -> None:
     refused = sorted(name for name in given if name in SIREN_ONLY_FLAGS)
     if refused:
         raise InrError(f"--representation latent does not use --{', --'.join(refused)} (a SIREN's settings); "
-                       "it takes --latent_preset, --latent_schedule and --rate_lambda")
+                       "it takes --latent_preset, --latent_schedule and --rate_lambda or --target_bpp / --target_psnr")
     if values.get("device", "auto") not in ("auto", "cpu"):
         raise InrError("the latent-grid fit runs on the CPU only in this version (--device cpu)")
-    if values.get("target_bpp") is not None:
-        raise InrError("--target_bpp is not available for --representation latent yet: choose --rate_lambda")
-    if not values.get("rate_lambda", 0) > 0:
+    targets = [name for name in ("target_bpp", "target_psnr") if values.get(name) is not None]
+    if len(targets) > 1:
+        raise InrError("give one of --target_bpp and --target_psnr")
+    if targets and "rate_lambda" in given:
+        raise InrError(f"--{targets[0]} chooses --rate_lambda itself (a search over lambda): give one of them")
+    if not targets and not values.get("rate_lambda", 0) > 0:
         raise InrError("--representation latent needs --rate_lambda > 0 (bits are traded against MSE on the "
                        "[0, 1] scale; e.g. 0.0005 for high quality .. 0.01 for small files)")
 
@@ -200,8 +203,17 @@ def encode_latent_file(source: Path, target: Path, values: dict, given: set[str]
     image = load_image(source, values["downscaling_factor"])
     representation = LatentGrid.preset(values["latent_preset"], image.shape[0], image.shape[1], image.shape[2])
     torch.manual_seed(values["seed"])
-    data, info = compress_image_latent(image, representation, values["rate_lambda"], schedule, seed=values["seed"],
-                                       progress=True, desc=source.stem)
+    if values.get("target_bpp") is not None or values.get("target_psnr") is not None:
+        from inrcompress.experiments.latent_target import describe_choice, encode_latent_to_target
+
+        data, info, chosen = encode_latent_to_target(image, representation, schedule,
+                                                     target_bpp=values.get("target_bpp"),
+                                                     target_psnr=values.get("target_psnr"), seed=values["seed"],
+                                                     progress=True, desc=source.stem)
+        print(describe_choice(chosen))
+    else:
+        data, info = compress_image_latent(image, representation, values["rate_lambda"], schedule,
+                                           seed=values["seed"], progress=True, desc=source.stem)
     atomic_write_bytes(target, data)
     return image, {**info, **measure_decoded(target.read_bytes(), image), "schedule": schedule.name,
                    "preset": values["latent_preset"]}
