@@ -141,23 +141,33 @@ def code_latent_model(model: LatentImageModel, quantized: QuantizedLatentModel) 
 
 def compress_image_latent(image: np.ndarray, representation: LatentGrid, rate_lambda: float,
                           schedule: LatentSchedule, *, seed: int = 0, progress: bool = True,
-                          desc: str | None = None, writer=None, resume_path: Path | None = None) -> tuple[bytes, dict]:
+                          desc: str | None = None, writer=None, resume_path: Path | None = None,
+                          initial_state: dict | None = None) -> tuple[bytes, dict]:
     """Fit, quantize and code uint8 `image` (H, W, C); returns the file and what was measured:
     the fit's float PSNR and latent rate, the search's choice and estimate, and bpp / PSNR /
     MS-SSIM decoded from the file (measure_decoded), encode and decode seconds. resume_path: the
-    fit's resume point (fit_latent)."""
+    fit's resume point, initial_state: a state to fit from (fit_latent)."""
     started = time.perf_counter()
     target = image_to_values(image)
     model, fitted = fit_latent(representation.build, target, rate_lambda, schedule, seed=seed, progress=progress,
-                               desc=desc, writer=writer, resume_path=resume_path)
+                               desc=desc, writer=writer, resume_path=resume_path, initial_state=initial_state)
+    return code_fitted_latent(image, model, fitted, rate_lambda, started)
+
+
+def code_fitted_latent(image: np.ndarray, model: LatentImageModel, fitted, rate_lambda: float,
+                       started: float) -> tuple[bytes, dict]:
+    """compress_image_latent after its fit (fitted: fit/latent.LatentFitResult; started: the
+    perf_counter at the encode's start). The module's parameters are quantized in place."""
+    target = image_to_values(image)
     quantized = search_steps(model, target, rate_lambda)
     data = code_latent_model(model, quantized)
     encode_seconds = time.perf_counter() - started
     measured = measure_decoded(data, image)
     pixels = image.shape[0] * image.shape[1]
+    representation = model.representation
     info = {**measured, "encode_seconds": encode_seconds, "rate_lambda": rate_lambda,
             "fit_psnr": fitted.psnr, "fit_latent_bpp": fitted.latent_bpp, "fit_start": fitted.start,
-            "quantized_psnr_estimate": psnr_from_mse(quantized.mse),
+            "fit_iterations": fitted.iterations, "quantized_psnr_estimate": psnr_from_mse(quantized.mse),
             "parameter_bpp_estimate": quantized.parameter_bits / pixels,
             "latent_bpp_estimate": quantized.latent_bits / pixels, "step_exponents": quantized.exponents,
             "decoder_macs_per_point": representation.macs_per_point()}

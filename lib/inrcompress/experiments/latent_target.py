@@ -39,9 +39,7 @@ import torch
 
 from inrcompress.codec.representations.latent import LatentGrid
 from inrcompress.errors import InrError
-from inrcompress.evaluate.metrics import psnr_from_mse
-from inrcompress.experiments.image_codec import measure_decoded
-from inrcompress.experiments.latent_codec import code_latent_model, search_steps
+from inrcompress.experiments.latent_codec import code_fitted_latent
 from inrcompress.fit.latent import LatentSchedule, fit_latent
 from inrcompress.signals.image import image_to_values
 
@@ -126,23 +124,14 @@ def fit_and_code(image: np.ndarray, representation: LatentGrid, rate_lambda: flo
                  initial_state: dict[str, torch.Tensor] | None = None, seed: int = 0, progress: bool = True,
                  desc: str | None = None) -> LatentTry:
     """One try: compress_image_latent's fit, step search, coding and decoding (the same info keys),
-    from initial_state when given (then `schedule` should be warm_schedule's)."""
+    from initial_state when given (then `schedule` should be warm_schedule's), keeping the fitted
+    float state."""
     started = time.perf_counter()
-    target = image_to_values(image)
-    model, fitted = fit_latent(representation.build, target, rate_lambda, schedule, seed=seed, progress=progress,
-                               desc=desc, initial_state=initial_state)
-    # code_latent_model loads the quantized parameters into the module: keep the float state first
+    model, fitted = fit_latent(representation.build, image_to_values(image), rate_lambda, schedule, seed=seed,
+                               progress=progress, desc=desc, initial_state=initial_state)
+    # code_fitted_latent quantizes the module's parameters in place: keep the float state first
     state = {name: value.detach().clone() for name, value in model.state_dict().items()}
-    quantized = search_steps(model, target, rate_lambda)
-    data = code_latent_model(model, quantized)
-    encode_seconds = time.perf_counter() - started
-    pixels = image.shape[0] * image.shape[1]
-    info = {**measure_decoded(data, image), "encode_seconds": encode_seconds, "rate_lambda": rate_lambda,
-            "fit_psnr": fitted.psnr, "fit_latent_bpp": fitted.latent_bpp, "fit_start": fitted.start,
-            "fit_iterations": fitted.iterations, "quantized_psnr_estimate": psnr_from_mse(quantized.mse),
-            "parameter_bpp_estimate": quantized.parameter_bits / pixels,
-            "latent_bpp_estimate": quantized.latent_bits / pixels, "step_exponents": quantized.exponents,
-            "decoder_macs_per_point": representation.macs_per_point()}
+    data, info = code_fitted_latent(image, model, fitted, rate_lambda, started)
     return LatentTry(rate_lambda, data, info, state, initial_state is not None)
 
 
