@@ -253,6 +253,22 @@ def test_fit_lowers_distortion_plus_rate():
         fit_latent(rep.build, target, -1.0, SCHEDULES["test"], progress=False)
 
 
+def test_one_start_repeats_the_kept_start_of_a_several_start_fit():
+    from inrcompress.fit.latent import one_start
+
+    image = smooth_image(16, 20, seed=3)
+    rep = LatentGrid(height=16, width=20, levels=3, arm_context=4, arm_hidden=4, arm_layers=1,
+                     synthesis_hidden=6, synthesis_layers=1)
+    target = image_to_values(image)
+    schedule = LatentSchedule("two", iterations=40, noise_fraction=0.5, starts=2, start_iterations=10, eval_every=5)
+    model, result = fit_latent(rep.build, target, 0.01, schedule, seed=5, progress=False)
+    alone, alone_seed = one_start(schedule, 5, result.start)
+    model_alone, result_alone = fit_latent(rep.build, target, 0.01, alone, seed=alone_seed, progress=False)
+    assert alone.starts == 1 and result_alone.loss == result.loss
+    for (name, a), b in zip(model.state_dict().items(), model_alone.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
+
+
 # ------------------------------------------------------------------------------------------------
 # The file
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -91,6 +91,17 @@ SCHEDULES: dict[str, LatentSchedule] = {s.name: s for s in (
     LatentSchedule("standard", iterations=4000, starts=3, start_iterations=300),
     LatentSchedule("long", iterations=20000, lr=0.01, starts=3, start_iterations=1000, eval_every=200),
 )}
+
+
+def start_seed(seed: int, start: int) -> int:
+    """The seed of random start `start` (0, 1, ...) of a fit at `seed`."""
+    return seed + 1000 * start
+
+
+def one_start(schedule: LatentSchedule, seed: int, start: int) -> tuple[LatentSchedule, int]:
+    """(schedule, seed) of a fit with one start that follows the trajectory of random start `start`
+    of a fit with `schedule` at `seed` (the same steps when that start is the one continued)."""
+    return replace(schedule, starts=1, start_iterations=0), start_seed(seed, start)
 
 
 def schedule_by_name(name: str) -> LatentSchedule:
@@ -188,8 +199,8 @@ def fit_latent(build: Callable[[], LatentModel], target: torch.Tensor, rate_lamb
                            "differ): delete it to start over")
 
     def start(k: int) -> _Fit:
-        torch.manual_seed(seed + 1000 * k)
-        return _Fit(build().to(device), target, rate_lambda, seed + 1000 * k)
+        torch.manual_seed(start_seed(seed, k))
+        return _Fit(build().to(device), target, rate_lambda, start_seed(seed, k))
 
     bar = None
     if progress:
