@@ -71,6 +71,18 @@ def fit_one(task: tuple) -> tuple[bytes, dict, float]:
     return data, info, os.getloadavg()[0]
 
 
+def die_with_parent() -> None:
+    """A worker's initializer: on Linux the worker gets SIGTERM when the benchmark process ends (a
+    killed run must not leave its workers fitting)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:  # not glibc Linux: the workers end when their current point does
+        pass
+
+
 def fit_points(args, images) -> list[dict]:
     """Fit and code every missing (image, lambda) point, --jobs at a time (one thread each), writing
     each file and the points file as it finishes."""
@@ -100,7 +112,8 @@ def fit_points(args, images) -> list[dict]:
             record(task, *fit_one(task))
     else:
         os.environ["OMP_NUM_THREADS"] = "1"  # the workers inherit it: one thread each (the thread trap)
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=die_with_parent) as pool:
             futures = {pool.submit(fit_one, task): task for task in tasks}
             for future in as_completed(futures):
                 record(futures[future], *future.result())
