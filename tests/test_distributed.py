@@ -260,3 +260,26 @@ def test_slurm_dry_run_prints_srun_torchrun_per_distributed_tool(tmp_path, sweep
     assert sum(Path(w).name == fits for line in lines for w in line.split()) == 5  # one run per width
     if meta_ranks:
         assert seen["trainMetaSiren.py"] == {tuple(str(n) for n in meta_ranks)}
+
+
+def test_two_ranks_of_the_latent_tool_write_the_files_of_one_process(four_images, tmp_path):
+    """overfitLatent.py under torchrun: each rank codes its share; the files are byte for byte those
+    of one process, and rank 0 alone writes the results file."""
+    from inrcompress.tools.overfit_latent import main as overfit_latent_main
+
+    args = lambda root: [f"--data_root={four_images}", "--dataset=TINY4", f"--exp_root={root}",  # noqa: E731
+                         "--rate_lambda=0.003", "--latent_schedule=test", "--latent_preset=mac500", "--notensorboard"]
+    assert overfit_latent_main(args(tmp_path / "single")) == 0
+    out = torchrun("overfitLatent.py", args(tmp_path / "ranks")).stdout
+    tag = "latent_mac500_test_lambda0.003"
+    single, ranks = (tmp_path / root / "latent" / "TINY4_1x_latent_mac500_test" for root in ("single", "ranks"))
+    for rank, names in ((0, ("astronaut", "coffee")), (1, ("chelsea", "rocket"))):
+        for name in names:
+            assert f"[rank {rank}/2] {name}: " in out, out
+            assert ((single / name / f"compressed_{tag}.inr").read_bytes()
+                    == (ranks / name / f"compressed_{tag}.inr").read_bytes())
+    results = [json.loads((exp / f"results_{tag}.json").read_text()) for exp in (single, ranks)]
+    assert set(results[1]["per_image"]) == set(TINY_IMAGES)
+    assert {k: v["bytes"] for k, v in results[0]["per_image"].items()} == \
+        {k: v["bytes"] for k, v in results[1]["per_image"].items()}
+    assert out.count("TINY4_1x_latent_mac500_test: 4 images") == 1 and "[rank 0/2] TINY4_1x_latent" in out

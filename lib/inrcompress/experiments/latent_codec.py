@@ -260,12 +260,15 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
     compressed_{tag}.inr and metrics_{tag}.yml; per experiment results_{tag}.json (CompressAI's
     layout, as quantize_and_test.py writes). An image whose metrics file exists is skipped, and an
     interrupted fit resumes from <image>/checkpoints/latent_resume_{tag}.pth (written every 100
-    steps after the random starts). FLAGS.yml holds the flags and the schedule's values."""
+    steps after the random starts). FLAGS.yml holds the flags and the schedule's values. Under
+    torchrun each rank fits its share of the unfinished images (fit/distributed.py) and rank 0
+    writes results_{tag}.json when every rank is done (the other ranks return {})."""
     import yaml
 
     from inrcompress.config import atomic_write_bytes, atomic_write_text, write_json
     from inrcompress.experiments.images import check_images
     from inrcompress.experiments.runs import finite_mean, read_run_records, start_experiment, usable_device
+    from inrcompress.fit import distributed
     from inrcompress.fit.latent import schedule_by_name
     from inrcompress.signals.image import list_images, load_image
 
@@ -274,18 +277,20 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
     schedule = schedule_by_name(flag_values["latent_schedule"])
     images = list_images(Path(flag_values["data_root"]) / flag_values["dataset"])
     check_images(images, flag_values["downscaling_factor"])
-    device = usable_device(flag_values["device"])
+    device = usable_device(distributed.join(flag_values["device"]))
     if device.type != "cpu":
         raise InrError("the latent-grid fit runs on the CPU only in this version (--device cpu)")
+    progress = progress and distributed.is_main()
     exp_dir = start_experiment(Path(flag_values["exp_root"]) / LATENT_SUBFOLDER / latent_experiment_name(flag_values),
                                {**flag_values, **schedule.flags()}, len(images), "images", device)
     tag = latent_tag(flag_values)
-    for path in images:
+    done = [p for p in images if (exp_dir / p.stem / f"metrics_{tag}.yml").is_file()]
+    if distributed.is_main():
+        for path in done:
+            print(f"{path.stem}: {tag} done, skipped")
+    for path in distributed.share([p for p in images if p not in done]):
         run_dir = exp_dir / path.stem
         metrics_path = run_dir / f"metrics_{tag}.yml"
-        if metrics_path.is_file():
-            print(f"{path.stem}: {tag} done, skipped")
-            continue
         image = load_image(path, flag_values["downscaling_factor"])
         rep = LatentGrid.preset(flag_values["latent_preset"], image.shape[0], image.shape[1], image.shape[2])
         writer = None
@@ -306,6 +311,9 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
         print(f"{path.stem}: {info['bytes']} bytes ({info['bpp']:.4f} bpp), PSNR {info['psnr']:.2f} dB, "
               f"MS-SSIM {info['ms_ssim']:.4f} (decoded from the file; float fit {info['fit_psnr']:.2f} dB), "
               f"{info['encode_seconds']:.0f} s")
+    distributed.barrier()
+    if not distributed.is_main():
+        return {}
     records = read_run_records(exp_dir, f"metrics_{tag}.yml", yaml.safe_load)
     summary = {"name": exp_dir.name,
                "description": f"inrcompress latent grid, {tag}; {len(records)} images; bpp from the .inr file sizes, "
