@@ -10,6 +10,8 @@ Beyond the paper: --target_bpp B writes a file within 3% of B bpp (the width fro
 unless --hidden_dims is given; bit width and step scale searched on real files, see
 experiments/image_codec.encode_to_target), --target_psnr P the smallest file found that decodes to
 P dB; --rate_lambda adds the estimated rate of the quantized weights to the fitting loss.
+--representation latent fits the latent-grid codec instead (experiments/latent_codec.py), at
+--rate_lambda or at --target_bpp / --target_psnr (a search over lambda: experiments/latent_target.py).
 """
 
 from __future__ import annotations
