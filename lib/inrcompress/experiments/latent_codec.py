@@ -141,24 +141,23 @@ def code_latent_model(model: LatentImageModel, quantized: QuantizedLatentModel) 
 
 def compress_image_latent(image: np.ndarray, representation: LatentGrid, rate_lambda: float,
                           schedule: LatentSchedule, *, seed: int = 0, progress: bool = True,
-                          desc: str | None = None, writer=None, resume_path: Path | None = None,
-                          initial_state: dict | None = None) -> tuple[bytes, dict]:
+                          desc: str | None = None, writer=None, resume_path: Path | None = None) -> tuple[bytes, dict]:
     """Fit, quantize and code uint8 `image` (H, W, C); returns the file and what was measured:
     the fit's float PSNR and latent rate, the search's choice and estimate, and bpp / PSNR /
     MS-SSIM decoded from the file (measure_decoded), encode and decode seconds. resume_path: the
-    fit's resume point, initial_state: a state to fit from (fit_latent)."""
+    fit's resume point (fit_latent)."""
     started = time.perf_counter()
     target = image_to_values(image)
     model, fitted = fit_latent(representation.build, target, rate_lambda, schedule, seed=seed, progress=progress,
-                               desc=desc, writer=writer, resume_path=resume_path, initial_state=initial_state)
-    return code_fitted_latent(image, model, fitted, rate_lambda, started)
+                               desc=desc, writer=writer, resume_path=resume_path)
+    return code_fitted_latent(image, target, model, fitted, rate_lambda, started)
 
 
-def code_fitted_latent(image: np.ndarray, model: LatentImageModel, fitted, rate_lambda: float,
-                       started: float) -> tuple[bytes, dict]:
-    """compress_image_latent after its fit (fitted: fit/latent.LatentFitResult; started: the
-    perf_counter at the encode's start). The module's parameters are quantized in place."""
-    target = image_to_values(image)
+def code_fitted_latent(image: np.ndarray, target: torch.Tensor, model: LatentImageModel, fitted,
+                       rate_lambda: float, started: float) -> tuple[bytes, dict]:
+    """compress_image_latent after its fit (target: image_to_values(image), what was fitted;
+    fitted: fit/latent.LatentFitResult; started: the perf_counter at the encode's start). The
+    module's parameters are quantized in place."""
     quantized = search_steps(model, target, rate_lambda)
     data = code_latent_model(model, quantized)
     encode_seconds = time.perf_counter() - started

@@ -132,11 +132,12 @@ def fit_and_code(image: np.ndarray, representation: LatentGrid, rate_lambda: flo
     from initial_state when given (then `schedule` should be warm_schedule's), keeping the fitted
     float state."""
     started = time.perf_counter()
-    model, fitted = fit_latent(representation.build, image_to_values(image), rate_lambda, schedule, seed=seed,
-                               progress=progress, desc=desc, initial_state=initial_state)
+    target = image_to_values(image)
+    model, fitted = fit_latent(representation.build, target, rate_lambda, schedule, seed=seed, progress=progress,
+                               desc=desc, initial_state=initial_state)
     # code_fitted_latent quantizes the module's parameters in place: keep the float state first
     state = {name: value.detach().clone() for name, value in model.state_dict().items()}
-    data, info = code_fitted_latent(image, model, fitted, rate_lambda, started)
+    data, info = code_fitted_latent(image, target, model, fitted, rate_lambda, started)
     return LatentTry(rate_lambda, data, info, state, initial_state is not None)
 
 
