@@ -44,6 +44,7 @@ import torch
 
 from inrcompress.codec.representations.latent import LatentGrid
 from inrcompress.errors import InrError
+from inrcompress.experiments.image_codec import TARGET_TOLERANCE  # the one --target_bpp tolerance, SIREN's too
 from inrcompress.experiments.latent_codec import code_fitted_latent
 from inrcompress.fit.latent import LatentSchedule, fit_latent, one_start
 from inrcompress.signals.image import image_to_values
@@ -53,7 +54,6 @@ from inrcompress.signals.image import image_to_values
 # rd_latent.py --factor 4 --preset mac500 --schedule fast). bpp falls about as lambda^-0.5.
 RATE_TABLE = {0.0005: (1.330, 34.86), 0.001: (0.983, 32.93), 0.002: (0.722, 30.95), 0.004: (0.470, 29.14)}
 
-TARGET_TOLERANCE = 0.03    # a --target_bpp file lies within this fraction of the target
 PSNR_TOLERANCE_DB = 0.15   # a --target_psnr search stops at a file reaching P by at most this (about 3 % in size)
 MAX_TRIES = 6              # fits (each followed by coding and decoding) per search
 MAX_LOG_STEP = math.log(8.0)  # the largest move of log(lambda) from the nearest try while extrapolating
