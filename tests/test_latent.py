@@ -23,7 +23,7 @@ from inrcompress.codec.representations.latent import BICUBIC_DOUBLING_HALF_TAPS,
 from inrcompress.config import ModelConfig
 from inrcompress.errors import CorruptFileError, InrError
 from inrcompress.experiments.latent_codec import compress_image_latent
-from inrcompress.fit.latent import SCHEDULES, LatentSchedule, fit_latent
+from inrcompress.fit.latent import ROUNDING_PROXIES, SCHEDULES, LatentSchedule, fit_latent, soft_round
 from inrcompress.signals.image import image_to_values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,7 +235,23 @@ def test_float_arm_rate_matches_the_fixed_point_coder_on_quantized_weights():
     assert abs(coded - float_bits) / float_bits < 0.03
 
 
-def test_fit_lowers_distortion_plus_rate():
+def test_soft_round_goes_from_identity_to_rounding_and_keeps_half_integers():
+    x = torch.linspace(-3.2, 3.2, 641, dtype=torch.float64)
+    off_ties = x[(x - x.floor() - 0.5).abs() > 0.02]
+    assert torch.allclose(soft_round(off_ties, 1e-3), torch.round(off_ties), atol=1e-9)
+    assert (soft_round(x, 10.0) - x).abs().max() < 1e-3
+    halves = torch.arange(-3, 3, dtype=torch.float64) + 0.5
+    for temperature in (0.05, 0.3, 2.0):
+        assert torch.allclose(soft_round(halves, temperature), halves, atol=1e-12)
+        assert torch.all(torch.diff(soft_round(x, temperature)) > 0)  # increasing, so no jumps at integers
+    with pytest.raises(InrError, match="rounding proxy"):
+        LatentSchedule("bad", iterations=10, proxy="gumbel")
+    with pytest.raises(InrError, match="temperatures"):
+        LatentSchedule("bad", iterations=10, temperature_end=0.0)
+
+
+@pytest.mark.parametrize("proxy", sorted(ROUNDING_PROXIES))
+def test_fit_lowers_distortion_plus_rate(proxy):
     image = smooth_image(24, 32)
     rep = LatentGrid(height=24, width=32, levels=3, arm_context=4, arm_hidden=4, arm_layers=1,
                      synthesis_hidden=8, synthesis_layers=1)
@@ -243,7 +259,7 @@ def test_fit_lowers_distortion_plus_rate():
     losses = {}
     for iterations in (1, 100):
         schedule = LatentSchedule("t", iterations=iterations, noise_fraction=0.5 if iterations > 1 else 0.0,
-                                  eval_every=5)
+                                  eval_every=5, proxy=proxy)
         _, result = fit_latent(rep.build, target, 0.01, schedule, progress=False)
         losses[iterations] = result.loss
         assert math.isfinite(result.loss)
