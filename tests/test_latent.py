@@ -23,7 +23,7 @@ from inrcompress.codec.representations.latent import BICUBIC_DOUBLING_HALF_TAPS,
 from inrcompress.config import ModelConfig
 from inrcompress.errors import CorruptFileError, InrError
 from inrcompress.experiments.latent_codec import compress_image_latent
-from inrcompress.fit.latent import ROUNDING_PROXIES, SCHEDULES, LatentSchedule, fit_latent, soft_round
+from inrcompress.fit.latent import ROUNDING_PROXIES, SCHEDULES, LatentSchedule, fit_latent, fit_latents, soft_round
 from inrcompress.signals.image import image_to_values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -285,6 +285,61 @@ def test_one_start_repeats_the_kept_start_of_a_several_start_fit():
         torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
 
 
+def assert_same_fit(got, expected, rtol: float) -> None:
+    (model, result), (model_alone, result_alone) = got, expected
+    assert result.start == result_alone.start
+    assert result.loss == pytest.approx(result_alone.loss, rel=rtol)
+    for name, value in model_alone.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value, atol=rtol, rtol=rtol, msg=name)
+
+
+@pytest.mark.parametrize("kind", [LatentGrid, LatentGridConv], ids=["bicubic", "conv"])
+def test_a_batched_fit_equals_the_fits_one_by_one(kind):
+    rep = kind(height=16, width=20, levels=3, arm_context=4, arm_hidden=4, arm_layers=1, synthesis_hidden=6,
+               synthesis_layers=1)
+    targets = [image_to_values(smooth_image(16, 20, seed=s)) for s in (1, 2, 3)]
+    lambdas, seeds = [0.01, 0.002, 0.005], [0, 7, 3]
+    schedule = LatentSchedule("two", iterations=30, noise_fraction=0.5, starts=2, start_iterations=6, eval_every=5)
+    batched = fit_latents(rep.build, targets, lambdas, schedule, seeds=seeds, progress=False)
+    alone = [fit_latent(rep.build, t, lam, schedule, seed=seed, progress=False)
+             for t, lam, seed in zip(targets, lambdas, seeds)]
+    assert len({result.start for _, result in batched}) > 1  # the members continue different starts
+    for got, expected in zip(batched, alone):
+        assert_same_fit(got, expected, 1e-4)
+    with pytest.raises(InrError, match="one shape"):
+        fit_latents(rep.build, [targets[0], targets[0][:-4]], [0.01, 0.01], schedule, progress=False)
+    with pytest.raises(InrError, match="one rate_lambda"):
+        fit_latents(rep.build, targets, [0.01], schedule, progress=False)
+
+
+def test_a_batch_resumes_from_points_written_one_by_one(tmp_path):
+    rep = LatentGrid(height=16, width=24, levels=3, arm_context=4, arm_hidden=4, arm_layers=1, synthesis_hidden=6,
+                     synthesis_layers=1)
+    targets = [image_to_values(smooth_image(16, 24, seed=s)) for s in (5, 6)]
+    schedule = LatentSchedule("t", iterations=40, noise_fraction=0.5, starts=2, start_iterations=5, eval_every=5)
+    paths = [tmp_path / f"resume{b}.pth" for b in range(2)]
+
+    def stop(step):
+        if step == 27:
+            raise KeyboardInterrupt
+
+    expected = []
+    for b, target in enumerate(targets):
+        expected.append(fit_latent(rep.build, target, 0.01, schedule, seed=b, progress=False))
+        with pytest.raises(KeyboardInterrupt):
+            fit_latent(rep.build, target, 0.01, schedule, seed=b, progress=False, resume_path=paths[b],
+                       resume_every=10, step_hook=stop)
+    assert all(p.is_file() for p in paths)
+    with pytest.raises(InrError, match="one step"):
+        fit_latents(rep.build, targets, [0.01, 0.01], schedule, seeds=[0, 1], progress=False,
+                    resume_paths=[paths[0], tmp_path / "fresh.pth"])
+    resumed = fit_latents(rep.build, targets, [0.01, 0.01], schedule, seeds=[0, 1], progress=False,
+                          resume_paths=paths, resume_every=10)
+    assert not any(p.exists() for p in paths)
+    for got, want in zip(resumed, expected):
+        assert_same_fit(got, want, 1e-4)
+
+
 # ------------------------------------------------------------------------------------------------
 # The file
 
@@ -382,13 +437,16 @@ def test_overfit_latent_tool_writes_files_results_and_resumes_image_by_image(tmp
     data.mkdir(parents=True)
     Image.fromarray(smooth_image(16, 24)).save(data / "a.png")
     Image.fromarray(smooth_image(20, 12, seed=2)).save(data / "b.png")
+    Image.fromarray(smooth_image(16, 24, seed=4)).save(data / "c.png")
     argv = ["--data_root", str(tmp_path / "data"), "--dataset", "SET", "--exp_root", str(tmp_path / "exp"),
-            "--rate_lambda", "0.003", "--latent_schedule", "test", "--latent_preset", "mac500", "--notensorboard"]
+            "--batch_images", "3", "--rate_lambda", "0.003", "--latent_schedule", "test", "--latent_preset", "mac500",
+            "--notensorboard"]
     assert main(argv) == 0
+    assert capsys.readouterr().out.count("(2 fitted together)") == 2  # a and c; b has its own size
     exp = tmp_path / "exp" / "latent" / "SET_1x_latent_mac500_test"
     results = json.loads((exp / "results_latent_mac500_test_lambda0.003.json").read_text())
-    assert set(results["per_image"]) == {"a", "b"}
-    for name in ("a", "b"):
+    assert set(results["per_image"]) == {"a", "b", "c"}
+    for name in ("a", "b", "c"):
         data_bytes = (exp / name / "compressed_latent_mac500_test_lambda0.003.inr").read_bytes()
         assert results["per_image"][name]["bytes"] == len(data_bytes)
         picture = decode_image(data_bytes)[1]
@@ -396,10 +454,12 @@ def test_overfit_latent_tool_writes_files_results_and_resumes_image_by_image(tmp
         error = np.mean((picture.astype(np.float64) - original) ** 2) / 255.0 ** 2
         assert results["per_image"][name]["psnr"] == pytest.approx(-10 * math.log10(error), abs=1e-9)
     assert "latent_schedule_iterations: 60" in (exp / "FLAGS.yml").read_text()
-    capsys.readouterr()
     assert main(argv) == 0
-    assert capsys.readouterr().out.count("done, skipped") == 2
+    assert capsys.readouterr().out.count("done, skipped") == 3
     assert main([*argv[:-3], "--rate_lambda", "0"]) == 2
+    assert main([*argv, "--batch_images", "0"]) == 2
+    assert main([*argv, "--device", "cuda:7"]) == 2  # a device this machine lacks: one line, no work
+    assert "error:" in capsys.readouterr().err
     # quantize_and_test.py's experiment glob does not take the latent experiments for SIREN ones.
     from inrcompress.experiments.runs import experiment_folders
 

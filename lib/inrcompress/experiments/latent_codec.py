@@ -40,7 +40,7 @@ from inrcompress.errors import InrError
 from inrcompress.evaluate.metrics import psnr_from_mse
 from inrcompress.experiments.image_codec import measure_decoded
 from inrcompress.fit.engine import UNIT_MSE_PER_VALUES_MSE
-from inrcompress.fit.latent import LatentSchedule, fit_latent
+from inrcompress.fit.latent import LatentSchedule, fit_latents
 from inrcompress.signals.image import image_to_values
 
 BITWIDTH = 16
@@ -141,16 +141,36 @@ def code_latent_model(model: LatentImageModel, quantized: QuantizedLatentModel) 
 
 def compress_image_latent(image: np.ndarray, representation: LatentGrid, rate_lambda: float,
                           schedule: LatentSchedule, *, seed: int = 0, progress: bool = True,
-                          desc: str | None = None, writer=None, resume_path: Path | None = None) -> tuple[bytes, dict]:
+                          desc: str | None = None, writer=None, resume_path: Path | None = None,
+                          device: torch.device | str = "cpu") -> tuple[bytes, dict]:
     """Fit, quantize and code uint8 `image` (H, W, C); returns the file and what was measured:
     the fit's float PSNR and latent rate, the search's choice and estimate, and bpp / PSNR /
     MS-SSIM decoded from the file (measure_decoded), encode and decode seconds. resume_path: the
-    fit's resume point (fit_latent)."""
+    fit's resume point (fit_latent). device: where the fit runs; the coding is on the CPU."""
+    return compress_images_latent([image], representation, [rate_lambda], schedule, seeds=[seed], progress=progress,
+                                  desc=desc, writers=[writer], resume_paths=[resume_path], device=device)[0]
+
+
+def compress_images_latent(images: list[np.ndarray], representation: LatentGrid, rate_lambdas: list[float],
+                           schedule: LatentSchedule, *, seeds: list[int], progress: bool = True,
+                           desc: str | None = None, writers: list | None = None,
+                           resume_paths: list[Path | None] | None = None,
+                           device: torch.device | str = "cpu") -> list[tuple[bytes, dict]]:
+    """compress_image_latent for images of one size (or one image at several lambdas), fitted as one
+    batched computation (fit/latent.fit_latents; per image the same result up to float rounding),
+    then coded one by one on the CPU. Every file's encode_seconds is the whole batched fit plus its
+    own coding; info["fit_batch"] says how many were fitted together."""
     started = time.perf_counter()
-    target = image_to_values(image)
-    model, fitted = fit_latent(representation.build, target, rate_lambda, schedule, seed=seed, progress=progress,
-                               desc=desc, writer=writer, resume_path=resume_path)
-    return code_fitted_latent(image, target, model, fitted, rate_lambda, started)
+    targets = [image_to_values(image) for image in images]
+    fits = fit_latents(representation.build, [t.to(device) for t in targets], rate_lambdas, schedule, seeds=seeds,
+                       progress=progress, desc=desc, writers=writers, resume_paths=resume_paths)
+    fit_seconds = time.perf_counter() - started
+    coded = []
+    for image, target, (model, fitted), rate_lambda in zip(images, targets, fits, rate_lambdas):
+        data, info = code_fitted_latent(image, target, model.cpu(), fitted, rate_lambda,
+                                        time.perf_counter() - fit_seconds)
+        coded.append((data, {**info, "fit_batch": len(images)}))
+    return coded
 
 
 def code_fitted_latent(image: np.ndarray, target: torch.Tensor, model: LatentImageModel, fitted,
@@ -187,8 +207,6 @@ def check_latent_flags(values: dict, given: set[str]) -> None:
     if refused:
         raise InrError(f"--representation latent does not use --{', --'.join(refused)} (a SIREN's settings); "
                        "it takes --latent_preset, --latent_schedule and --rate_lambda or --target_bpp / --target_psnr")
-    if values.get("device", "auto") not in ("auto", "cpu"):
-        raise InrError("the latent-grid fit runs on the CPU only in this version (--device cpu)")
     targets = [name for name in ("target_bpp", "target_psnr") if values.get(name) is not None]
     if len(targets) > 1:
         raise InrError("give one of --target_bpp and --target_psnr")
@@ -207,7 +225,10 @@ def encode_latent_file(source: Path, target: Path, values: dict, given: set[str]
     from inrcompress.fit.latent import schedule_by_name
     from inrcompress.signals.image import load_image
 
+    from inrcompress.experiments.runs import usable_device
+
     check_latent_flags(values, given)
+    device = usable_device(values.get("device", "auto"))
     schedule = schedule_by_name(values["latent_schedule"])
     image = load_image(source, values["downscaling_factor"])
     representation = LatentGrid.preset(values["latent_preset"], image.shape[0], image.shape[1], image.shape[2])
@@ -218,11 +239,11 @@ def encode_latent_file(source: Path, target: Path, values: dict, given: set[str]
         data, info, chosen = encode_latent_to_target(image, representation, schedule,
                                                      target_bpp=values.get("target_bpp"),
                                                      target_psnr=values.get("target_psnr"), seed=values["seed"],
-                                                     progress=True, desc=source.stem)
+                                                     progress=True, desc=source.stem, device=device)
         print(describe_choice(chosen))
     else:
         data, info = compress_image_latent(image, representation, values["rate_lambda"], schedule,
-                                           seed=values["seed"], progress=True, desc=source.stem)
+                                           seed=values["seed"], progress=True, desc=source.stem, device=device)
     atomic_write_bytes(target, data)
     return image, {**info, **measure_decoded(target.read_bytes(), image), "schedule": schedule.name,
                    "preset": values["latent_preset"]}
@@ -259,7 +280,9 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
     compressed_{tag}.inr and metrics_{tag}.yml; per experiment results_{tag}.json (CompressAI's
     layout, as quantize_and_test.py writes). An image whose metrics file exists is skipped, and an
     interrupted fit resumes from <image>/checkpoints/latent_resume_{tag}.pth (written every 100
-    steps after the random starts). FLAGS.yml holds the flags and the schedule's values. Under
+    steps after the random starts). With batch_images > 1, up to that many images of one size
+    (and one resume step) are fitted together (compress_images_latent). device: where the fits run
+    (the coding is on the CPU). FLAGS.yml holds the flags and the schedule's values. Under
     torchrun each rank fits its share of the unfinished images (fit/distributed.py) and rank 0
     writes results_{tag}.json when every rank is done (the other ranks return {})."""
     import yaml
@@ -268,7 +291,7 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
     from inrcompress.experiments.images import check_images
     from inrcompress.experiments.runs import finite_mean, read_run_records, start_experiment, usable_device
     from inrcompress.fit import distributed
-    from inrcompress.fit.latent import schedule_by_name
+    from inrcompress.fit.latent import resume_step, schedule_by_name
     from inrcompress.signals.image import list_images, load_image
 
     if not flag_values["rate_lambda"] > 0:
@@ -277,8 +300,6 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
     images = list_images(Path(flag_values["data_root"]) / flag_values["dataset"])
     check_images(images, flag_values["downscaling_factor"])
     device = usable_device(distributed.join(flag_values["device"]))
-    if device.type != "cpu":
-        raise InrError("the latent-grid fit runs on the CPU only in this version (--device cpu)")
     progress = progress and distributed.is_main()
     exp_dir = start_experiment(Path(flag_values["exp_root"]) / LATENT_SUBFOLDER / latent_experiment_name(flag_values),
                                {**flag_values, **schedule.flags()}, len(images), "images", device)
@@ -287,29 +308,38 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
     if distributed.is_main():
         for path in done:
             print(f"{path.stem}: {tag} done, skipped")
-    for path in distributed.share([p for p in images if p not in done]):
-        run_dir = exp_dir / path.stem
-        metrics_path = run_dir / f"metrics_{tag}.yml"
-        image = load_image(path, flag_values["downscaling_factor"])
-        rep = LatentGrid.preset(flag_values["latent_preset"], image.shape[0], image.shape[1], image.shape[2])
-        writer = None
+    pending = [(path, load_image(path, flag_values["downscaling_factor"]))
+               for path in distributed.share([p for p in images if p not in done])]
+    resume_paths = [exp_dir / path.stem / "checkpoints" / f"latent_resume_{tag}.pth" for path, _ in pending]
+    groups: dict = {}  # images of one size that resume at the same step (None: fresh) are fitted together
+    for index, ((_, image), resume_path) in enumerate(zip(pending, resume_paths)):
+        groups.setdefault((image.shape, resume_step(resume_path)), []).append(index)
+    batch = max(1, int(flag_values.get("batch_images", 1)))
+    for members in sorted(m[i:i + batch] for m in groups.values() for i in range(0, len(m), batch)):
+        shape = pending[members[0]][1].shape
+        rep = LatentGrid.preset(flag_values["latent_preset"], shape[0], shape[1], shape[2])
+        writers = [None] * len(members)
         if flag_values.get("tensorboard", True):
             from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(str(run_dir / "summaries" / tag))
+            writers = [SummaryWriter(str(exp_dir / pending[i][0].stem / "summaries" / tag)) for i in members]
         try:
-            data, info = compress_image_latent(image, rep, flag_values["rate_lambda"], schedule,
-                                               seed=flag_values["seed"], progress=progress, desc=path.stem,
-                                               writer=writer,
-                                               resume_path=run_dir / "checkpoints" / f"latent_resume_{tag}.pth")
+            coded = compress_images_latent([pending[i][1] for i in members], rep, [flag_values["rate_lambda"]] * len(members),
+                                           schedule, seeds=[flag_values["seed"]] * len(members), progress=progress,
+                                           desc=" ".join(pending[i][0].stem for i in members), writers=writers,
+                                           resume_paths=[resume_paths[i] for i in members], device=device)
         finally:
-            if writer is not None:
-                writer.close()
-        atomic_write_bytes(run_dir / f"compressed_{tag}.inr", data)
-        record = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in info.items()}
-        atomic_write_text(metrics_path, yaml.safe_dump(record, sort_keys=True))
-        print(f"{path.stem}: {info['bytes']} bytes ({info['bpp']:.4f} bpp), PSNR {info['psnr']:.2f} dB, "
-              f"MS-SSIM {info['ms_ssim']:.4f} (decoded from the file; float fit {info['fit_psnr']:.2f} dB), "
-              f"{info['encode_seconds']:.0f} s")
+            for writer in writers:
+                if writer is not None:
+                    writer.close()
+        for i, (data, info) in zip(members, coded):
+            path = pending[i][0]
+            run_dir = exp_dir / path.stem
+            atomic_write_bytes(run_dir / f"compressed_{tag}.inr", data)
+            record = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in info.items()}
+            atomic_write_text(run_dir / f"metrics_{tag}.yml", yaml.safe_dump(record, sort_keys=True))
+            print(f"{path.stem}: {info['bytes']} bytes ({info['bpp']:.4f} bpp), PSNR {info['psnr']:.2f} dB, "
+                  f"MS-SSIM {info['ms_ssim']:.4f} (decoded from the file; float fit {info['fit_psnr']:.2f} dB), "
+                  f"{info['encode_seconds']:.0f} s" + (f" ({len(members)} fitted together)" if len(members) > 1 else ""))
     distributed.barrier()
     if not distributed.is_main():
         return {}

@@ -127,14 +127,15 @@ class LatentTry:
 
 def fit_and_code(image: np.ndarray, representation: LatentGrid, rate_lambda: float, schedule: LatentSchedule, *,
                  initial_state: dict[str, torch.Tensor] | None = None, seed: int = 0, progress: bool = True,
-                 desc: str | None = None) -> LatentTry:
+                 desc: str | None = None, device: torch.device | str = "cpu") -> LatentTry:
     """One try: compress_image_latent's fit, step search, coding and decoding (the same info keys),
     from initial_state when given (then `schedule` should be warm_schedule's), keeping the fitted
-    float state."""
+    float state. device: where the fit runs (the coding is on the CPU)."""
     started = time.perf_counter()
     target = image_to_values(image)
-    model, fitted = fit_latent(representation.build, target, rate_lambda, schedule, seed=seed, progress=progress,
-                               desc=desc, initial_state=initial_state)
+    model, fitted = fit_latent(representation.build, target.to(device), rate_lambda, schedule, seed=seed,
+                               progress=progress, desc=desc, initial_state=initial_state)
+    model = model.cpu()
     # code_fitted_latent quantizes the module's parameters in place: keep the float state first
     state = {name: value.detach().clone() for name, value in model.state_dict().items()}
     data, info = code_fitted_latent(image, target, model, fitted, rate_lambda, started)
@@ -184,7 +185,7 @@ def check_target(target_bpp: float | None, target_psnr: float | None) -> None:
 def encode_latent_to_target(image: np.ndarray, representation: LatentGrid, schedule: LatentSchedule, *,
                             target_bpp: float | None = None, target_psnr: float | None = None, seed: int = 0,
                             progress: bool = True, desc: str | None = None,
-                            warm_start: bool = False) -> tuple[bytes, dict, dict]:
+                            warm_start: bool = False, device: torch.device | str = "cpu") -> tuple[bytes, dict, dict]:
     """Fit and code uint8 `image` (H, W, C) to one target: target_bpp (bits per pixel of the file)
     or target_psnr (dB, decoded). warm_start=True starts every try after the first from the
     nearest try's fitted state with warm_schedule (cheaper, but it landed worse and coded worse
@@ -212,16 +213,16 @@ def encode_latent_to_target(image: np.ndarray, representation: LatentGrid, sched
         if tries and warm_start:
             start_from = min(tries, key=lambda t: abs(math.log(t.rate_lambda / rate_lambda)))
             attempt = fit_and_code(image, representation, rate_lambda, fine_tune, initial_state=start_from.state,
-                                   seed=seed, progress=progress, desc=label)
+                                   seed=seed, progress=progress, desc=label, device=device)
         elif tries:
             # the first try's kept random start, alone: which start wins can change with lambda,
             # and with it the rate by up to a third (see the module docstring)
             fixed, fixed_seed = one_start(schedule, seed, tries[0].info["fit_start"])
             attempt = fit_and_code(image, representation, rate_lambda, fixed, seed=fixed_seed, progress=progress,
-                                   desc=label)
+                                   desc=label, device=device)
         else:
             attempt = fit_and_code(image, representation, rate_lambda, schedule, seed=seed, progress=progress,
-                                   desc=label)
+                                   desc=label, device=device)
         tries.append(attempt)
         if done(attempt) or len(tries) >= MAX_TRIES:
             break

@@ -212,12 +212,13 @@ def define_rate_fitting(fv: flags.FlagValues) -> None:
 
 
 def define_latent_codec(fv: flags.FlagValues, presets: Sequence[str], schedules: Sequence[str], *,
-                        representation: bool = False, rate_lambda: bool = False) -> None:
+                        representation: bool = False, rate_lambda: bool = False,
+                        batch_images: bool = False) -> None:
     """The latent-grid codec's flags (issue 18; beyond the paper): --latent_preset (the decoder's
     size: codec/representations/latent.PRESETS) and --latent_schedule (the fit: fit/latent.SCHEDULES),
     passed in so that this module does not import torch. representation=True adds --representation
     (encode.py: siren, the paper's, or latent); rate_lambda=True adds --rate_lambda where no other
-    group defines it."""
+    group defines it; batch_images=True adds --batch_images (overfitLatent.py)."""
     if representation:
         flags.DEFINE_enum("representation", "siren", ["siren", "latent"], "What is fitted: siren (the paper's "
                           "MLP) or latent (latent grids + auto-regressive model: --latent_preset, --latent_schedule, "
@@ -231,6 +232,11 @@ def define_latent_codec(fv: flags.FlagValues, presets: Sequence[str], schedules:
     if rate_lambda:
         flags.DEFINE_float("rate_lambda", 0.002, "Latent grid: loss = MSE on the [0, 1] scale + rate_lambda x bits "
                            "per pixel (larger: smaller files).", lower_bound=0.0, flag_values=fv)
+    if batch_images:
+        flags.DEFINE_integer("batch_images", 1, "Latent grid: fit up to this many images of the same size at once, "
+                             "as one batched computation (results as one by one, up to float rounding). On a CPU "
+                             "it measured no faster than one by one (benchmarks/RESULTS.md), hence 1; on a GPU, "
+                             "where one small image leaves the device idle, try 8-24.", lower_bound=1, flag_values=fv)
 
 
 def define_decode_limits(fv: flags.FlagValues, *, images: bool = True) -> None:

@@ -2,7 +2,7 @@
 into <exp_root>/latent/<dataset>_<f>x_latent_<preset>_<schedule>/ (see experiments/latent_codec.py).
 
     python image_compression/overfitLatent.py --data_root data --dataset KODAK --downscaling_factor 4 \
-        --rate_lambda 0.002 --latent_preset mac1000 --latent_schedule fast
+        --rate_lambda 0.002 --latent_preset mac1000 --latent_schedule fast [--batch_images 8 --device cuda]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def build_flags() -> flags.FlagValues:
     flags.DEFINE_string("dataset", "KODAK", "Dataset folder under data_root (KODAK, CelebA100, any folder).",
                         flag_values=fv)
     inr_flags.define_downscaling(fv)
-    inr_flags.define_latent_codec(fv, list(PRESETS), list(SCHEDULES), rate_lambda=True)
+    inr_flags.define_latent_codec(fv, list(PRESETS), list(SCHEDULES), rate_lambda=True, batch_images=True)
     flags.DEFINE_bool("tensorboard", True, "Write TensorBoard scalars (loss, MSE, latent bpp) per image.",
                       flag_values=fv)
     return fv

@@ -144,11 +144,15 @@ class LatentImageModel(nn.Module):
 
     # -- latents and their rate ------------------------------------------------------------------
 
-    def rounded_latents(self) -> list[torch.Tensor]:
+    @staticmethod
+    def rounded(latents: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Straight-through rounding and clamping to the coder's range: forward the integers the
-        file codes, gradient the identity."""
+        file codes, gradient the identity (elementwise: latents of any shape)."""
         z = latent_coding.ZMAX
-        return [g + (torch.round(g).clamp(-z, z) - g).detach() for g in self.latents]
+        return [g + (torch.round(g).clamp(-z, z) - g).detach() for g in latents]
+
+    def rounded_latents(self) -> list[torch.Tensor]:
+        return self.rounded(self.latents)
 
     def integer_latents(self) -> list[torch.Tensor]:
         """The latents rounded and clamped to the coder's range, int64."""
