@@ -1,5 +1,5 @@
-"""Fitting a latent-grid representation (codec/representations/latent.py) to one image on
-distortion + lambda x rate, with a named schedule.
+"""Fitting a latent-grid representation (codec/representations/latent.py) to one image, or to
+several images of one size at once, on distortion + lambda x rate, with a named schedule.
 
     loss = MSE on the [0, 1] scale + rate_lambda x (bits of the latents under the ARM) / pixels
 
@@ -12,7 +12,7 @@ start:
 
     "softround" (C3, Kim et al. 2023):  soft_round(soft_round(y, T) + n, T),  n ~ N(0, sigma^2),
                 T and sigma going linearly from temperature_start / noise_std_start to their ends;
-    "uniform":  y + u,  u ~ U[-1/2, 1/2)  (COOL-CHIC 1's; the schedules used it until 2026-12-02).
+    "uniform":  y + u,  u ~ U[-1/2, 1/2)  (Balle et al.'s additive noise, as in COOL-CHIC 1; every schedule used it until 2026-12-02).
 
 Measured on kodim23 and kodim01 at 1/4, lambda 0.002, the fast schedule (2026-12-02, RESULTS.md):
 soft rounding codes the same PSNR (+-0.15 dB) in 16-24 % fewer bits than uniform noise. Then
@@ -26,6 +26,14 @@ are kept.
 
 The module is any latent model (the protocol LatentModel; codec/representations/latent_module.py
 is the one there is): fit never imports codec, the caller builds the modules.
+
+One implementation fits one image or many (fit_latents; fit_latent is its one-member case): the
+members' parameters are stacked and evaluated by torch.func.vmap of one functional call (one
+member skips vmap, which costs a step on the CPU); each member keeps its own seed, target,
+lambda, random starts, kept state and resume point, so a member's result equals its fit alone
+up to float rounding. On a CPU the batch is no faster than one by one (benchmarks/
+latent_fit_speed.py: the steps are compute-bound there); it is meant for GPUs, where one small
+image leaves the device idle.
 
 Why not fit/engine.run_fit: the engine's schedule is the paper's ReduceLROnPlateau with warm-up and
 its best state is the lowest training loss of any step; here the learning rate follows a fixed
