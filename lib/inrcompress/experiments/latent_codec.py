@@ -323,8 +323,9 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
             from torch.utils.tensorboard import SummaryWriter
             writers = [SummaryWriter(str(exp_dir / pending[i][0].stem / "summaries" / tag)) for i in members]
         try:
-            coded = compress_images_latent([pending[i][1] for i in members], rep, [flag_values["rate_lambda"]] * len(members),
-                                           schedule, seeds=[flag_values["seed"]] * len(members), progress=progress,
+            coded = compress_images_latent([pending[i][1] for i in members], rep,
+                                           [flag_values["rate_lambda"]] * len(members), schedule,
+                                           seeds=[flag_values["seed"]] * len(members), progress=progress,
                                            desc=" ".join(pending[i][0].stem for i in members), writers=writers,
                                            resume_paths=[resume_paths[i] for i in members], device=device)
         finally:
@@ -339,7 +340,8 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
             atomic_write_text(run_dir / f"metrics_{tag}.yml", yaml.safe_dump(record, sort_keys=True))
             print(f"{path.stem}: {info['bytes']} bytes ({info['bpp']:.4f} bpp), PSNR {info['psnr']:.2f} dB, "
                   f"MS-SSIM {info['ms_ssim']:.4f} (decoded from the file; float fit {info['fit_psnr']:.2f} dB), "
-                  f"{info['encode_seconds']:.0f} s" + (f" ({len(members)} fitted together)" if len(members) > 1 else ""))
+                  f"{info['encode_seconds']:.0f} s"
+                  + (f" ({len(members)} fitted together)" if len(members) > 1 else ""))
     distributed.barrier()
     if not distributed.is_main():
         return {}

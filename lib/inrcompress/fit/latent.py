@@ -12,17 +12,18 @@ start:
 
     "softround" (C3, Kim et al. 2023):  soft_round(soft_round(y, T) + n, T),  n ~ N(0, sigma^2),
                 T and sigma going linearly from temperature_start / noise_std_start to their ends;
-    "uniform":  y + u,  u ~ U[-1/2, 1/2)  (Balle et al.'s additive noise, as in COOL-CHIC 1; every schedule used it until 2026-12-02).
+    "uniform":  y + u,  u ~ U[-1/2, 1/2)  (Balle et al.'s additive noise, as in COOL-CHIC 1; every
+                schedule used it until 2026-12-02).
 
 Measured on kodim23 and kodim01 at 1/4, lambda 0.002, the fast schedule (2026-12-02, RESULTS.md):
 soft rounding codes the same PSNR (+-0.15 dB) in 16-24 % fewer bits than uniform noise. Then
 straight-through rounding (forward: the rounded, clamped latents the file codes; gradient: the
 identity) at the constant lr x round_lr_factor for everything (at the noise phase's rates the
 rounded loss drifts up again; measured on kodim23 at 1/4: true loss 1.53e-3 at the end with
-2e-4 against a rise from 1.57e-3 to 1.74e-3 with the cosine's rates). With starts > 1, that many random initialisations run start_iterations of the noise
-phase and the best (lowest loss) is continued. From the rounding phase on, the true loss (rounded
-latents) is measured every eval_every iterations and at the end, and the lowest one's parameters
-are kept.
+2e-4 against a rise from 1.57e-3 to 1.74e-3 with the cosine's rates). With starts > 1, that many
+random initialisations run start_iterations of the noise phase and the best (lowest loss) is
+continued. From the rounding phase on, the true loss (rounded latents) is measured every
+eval_every iterations and at the end, and the lowest one's parameters are kept.
 
 The module is any latent model (the protocol LatentModel; codec/representations/latent_module.py
 is the one there is): fit never imports codec, the caller builds the modules.
@@ -226,7 +227,8 @@ class _Members:
         self.template = template
         self.params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).requires_grad_()
                        for name in self.network_names + self.latent_names}
-        self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]) for name in self.buffer_names}
+        self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models])
+                        for name in self.buffer_names}
         self.optimizer = torch.optim.Adam([{"params": [self.params[n] for n in self.network_names]},
                                            {"params": [self.params[n] for n in self.latent_names]}])
         self.targets = targets
@@ -328,7 +330,8 @@ def fit_latents(build: Callable[[], LatentModel], targets: Sequence[torch.Tensor
                 desc: str | None = None, writers: Sequence | None = None,
                 resume_paths: Sequence[Path | None] | None = None, resume_every: int = 100,
                 step_hook: Callable[[int], None] | None = None,
-                initial_states: Sequence[dict[str, torch.Tensor]] | None = None) -> list[tuple[LatentModel, LatentFitResult]]:
+                initial_states: Sequence[dict[str, torch.Tensor]] | None = None
+                ) -> list[tuple[LatentModel, LatentFitResult]]:
     """Fit one module made by build() per target as one batched computation (_Members): member b
     fits targets[b] (H*W, channels, values in [-1, 1], signals.image.image_to_values; every target
     of one shape, on one device) at rate_lambdas[b] from seed seeds[b] (default 0, 1, ...), and each
@@ -341,7 +344,8 @@ def fit_latents(build: Callable[[], LatentModel], targets: Sequence[torch.Tensor
     count = len(targets)
     seeds = list(range(count)) if seeds is None else list(seeds)
     writers = list(writers) if writers is not None else [None] * count
-    resume_paths = [Path(p) if p is not None else None for p in resume_paths] if resume_paths is not None else [None] * count
+    resume_paths = ([Path(p) if p is not None else None for p in resume_paths] if resume_paths is not None
+                    else [None] * count)
     if not count or not len(rate_lambdas) == len(seeds) == len(writers) == len(resume_paths) == count:
         raise InrError("a batched latent fit needs one rate_lambda, seed, writer and resume path per target")
     if len({tuple(t.shape) for t in targets}) != 1:
