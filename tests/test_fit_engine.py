@@ -48,6 +48,12 @@ def _models(cfg: ModelConfig, n: int) -> list[INR]:
     return models
 
 
+# The references were made on a CPU with AVX-512; one with AVX2 only (the 2026-12-02 development
+# VM) takes other SIMD kernels, whose sums round differently: up to 2e-6 after these fits. Equal
+# operations still agree to that; a changed operation moves these small fits by far more.
+CROSS_CPU = {"rtol": 1e-5, "atol": 1e-5}
+
+
 def _reference(prefix: str, name: str = "fit_reference.npz") -> dict[str, np.ndarray]:
     arrays = np.load(GOLDEN / name)
     return {k[len(prefix) + 1:]: arrays[k] for k in arrays.files if k.startswith(prefix + "/")}
@@ -57,14 +63,14 @@ def _ref_images(h: int, w: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     return coordinate_grid((h, w)), [image_to_values(photo_crop(n, h, w)) for n in ("astronaut", "chelsea")]
 
 
-def test_one_by_one_reproduces_the_previous_code_exactly(torch_one_thread):
+def test_one_by_one_reproduces_the_previous_code(torch_one_thread):
     coords, values = _ref_images(24, 32)
     for i, (model, v) in enumerate(zip(_models(REF_MODEL, 2), values)):
         result = fit(model, coords, v, REF_TRAIN, None, show_progress=False, chunk_rows=None)
         ref = _reference(f"single{i}")
-        np.testing.assert_array_equal(np.asarray(result.losses), ref["losses"])
+        np.testing.assert_allclose(np.asarray(result.losses), ref["losses"], **CROSS_CPU)
         for k, p in model.state_dict().items():
-            np.testing.assert_array_equal(p.numpy(), ref[k], err_msg=k)
+            np.testing.assert_allclose(p.numpy(), ref[k], err_msg=k, **CROSS_CPU)
 
 
 def test_batched_reproduces_the_previous_code_up_to_rounding(torch_one_thread):
@@ -73,9 +79,9 @@ def test_batched_reproduces_the_previous_code_up_to_rounding(torch_one_thread):
     results = fit_many(models, coords, values, REF_TRAIN, [None, None], show_progress=False, grid_shape=(24, 32))
     for i, (model, result) in enumerate(zip(models, results)):
         ref = _reference(f"batched{i}")
-        np.testing.assert_allclose(np.asarray(result.losses), ref["losses"], rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(result.losses), ref["losses"], **CROSS_CPU)
         for k, p in model.state_dict().items():
-            np.testing.assert_allclose(p.numpy(), ref[k], rtol=0, atol=1e-6, err_msg=k)
+            np.testing.assert_allclose(p.numpy(), ref[k], err_msg=k, **CROSS_CPU)
 
 
 def test_early_stop_one_by_one_and_batched_alike():
@@ -127,8 +133,8 @@ def test_old_resume_points_resume_to_the_uninterrupted_result(point, tmp_path, t
                           grid_shape=(12, 16))[0]
         ref = _reference(f"batched{index}", "resume_final.npz")
     assert result.resumed_from == 20 and result.epochs_run == 40
-    for k, p in model.state_dict().items():  # the same operations as the old code: equal
-        np.testing.assert_array_equal(p.numpy(), ref[k], err_msg=k)
+    for k, p in model.state_dict().items():  # the same operations as the old code: equal up to the CPU's rounding
+        np.testing.assert_allclose(p.numpy(), ref[k], err_msg=k, **CROSS_CPU)
     assert (run / "checkpoints" / "model_final.pth").is_file()
     assert not any((run / "checkpoints").glob("model_current*"))
 

@@ -82,12 +82,15 @@ def test_golden_shape_decodes_to_the_stored_mesh(version, name):
     header, model = decode_network(_file(version, name))
     assert header.modality == "shape"
     grid = sdf_grid(model, entry["mc_resolution"])
-    assert hashlib.sha256(np.ascontiguousarray(grid, dtype=np.float32).tobytes()).hexdigest() == \
-        entry["sdf_grid_sha256"]
+    # The SDF is the float network's output, so its bits depend on the CPU's SIMD kernels (the
+    # manifest's sdf_grid_sha256 and vertices_sha256 are those of an AVX-512 machine; an AVX2-only
+    # one differs by about 1e-7): the grid is pinned to a tolerance by the stored grid (decoded on
+    # the AVX2 machine, 2026-12-02), the mesh's topology exactly.
+    stored = np.load(GOLDEN / version / f"{name}_sdf_grid.npy")
+    np.testing.assert_allclose(grid, stored, rtol=0, atol=1e-5)
     vertices, faces = extract_surface(grid)
     assert (len(vertices), len(faces)) == (entry["vertices"], entry["faces"])
-    assert hashlib.sha256(np.ascontiguousarray(vertices, dtype=np.float64).tobytes()).hexdigest() == \
-        entry["vertices_sha256"]
+    np.testing.assert_allclose(vertices, extract_surface(stored)[0], rtol=0, atol=1e-4)
     assert hashlib.sha256(np.ascontiguousarray(faces, dtype=np.int64).tobytes()).hexdigest() == entry["faces_sha256"]
 
 
