@@ -32,6 +32,7 @@ from inrcompress.experiments.quantize import fill
 from inrcompress.experiments.runs import (
     RESULT_FILE,
     aggregate_fits,
+    batch_groups,
     start_experiment,
     train_config_for,
     unfinished,
@@ -176,14 +177,11 @@ def batch_images_for(flag_values: dict, device: torch.device) -> int:
 
 
 def fit_groups(signals: list[ImageSignal], run_dirs: list[Path], batch_images: int) -> list[list[int]]:
-    """The groups of images to fit together (each a list of indices); one per image without batching."""
+    """The groups of images to fit together (each a list of indices): images of one size that resume
+    at the same epoch (0: fresh); one per image without batching."""
     if batch_images <= 1:
         return [[i] for i in range(len(signals))]
-    groups: dict = {}  # images of one size that resume at the same epoch (0: fresh) go together
-    for index, (signal, run_dir) in enumerate(zip(signals, run_dirs)):
-        groups.setdefault((signal.image.shape, resume_epoch(run_dir)), []).append(index)
-    return sorted(members[i:i + batch_images] for members in groups.values()
-                  for i in range(0, len(members), batch_images))
+    return batch_groups([(s.image.shape, resume_epoch(d)) for s, d in zip(signals, run_dirs)], batch_images)
 
 
 def check_images(images: list[Path], downscaling_factor: int) -> None:

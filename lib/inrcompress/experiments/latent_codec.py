@@ -289,7 +289,8 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
 
     from inrcompress.config import atomic_write_bytes, atomic_write_text, write_json
     from inrcompress.experiments.images import check_images
-    from inrcompress.experiments.runs import finite_mean, read_run_records, start_experiment, usable_device
+    from inrcompress.experiments.runs import (batch_groups, finite_mean, read_run_records, start_experiment,
+                                              usable_device)
     from inrcompress.fit import distributed
     from inrcompress.fit.latent import resume_step, schedule_by_name
     from inrcompress.signals.image import list_images, load_image
@@ -311,11 +312,11 @@ def run_overfit_latent(flag_values: dict, progress: bool = True) -> dict:
     pending = [(path, load_image(path, flag_values["downscaling_factor"]))
                for path in distributed.share([p for p in images if p not in done])]
     resume_paths = [exp_dir / path.stem / "checkpoints" / f"latent_resume_{tag}.pth" for path, _ in pending]
-    groups: dict = {}  # images of one size that resume at the same step (None: fresh) are fitted together
-    for index, ((_, image), resume_path) in enumerate(zip(pending, resume_paths)):
-        groups.setdefault((image.shape, resume_step(resume_path)), []).append(index)
-    batch = max(1, int(flag_values.get("batch_images", 1)))
-    for members in sorted(m[i:i + batch] for m in groups.values() for i in range(0, len(m), batch)):
+    batch = int(flag_values.get("batch_images", 1))
+    # images of one size that resume at the same step (None: fresh) are fitted together
+    keys = ([(image.shape, resume_step(path)) for (_, image), path in zip(pending, resume_paths)] if batch > 1
+            else [None] * len(pending))
+    for members in batch_groups(keys, batch):
         shape = pending[members[0]][1].shape
         rep = LatentGrid.preset(flag_values["latent_preset"], shape[0], shape[1], shape[2])
         writers = [None] * len(members)

@@ -104,6 +104,17 @@ def unfinished(exp_dir: Path, names: Iterable[str]) -> list[str]:
     return pending
 
 
+def batch_groups(keys: list, batch: int) -> list[list[int]]:
+    """Indices of the signals to fit together: those of equal key (e.g. size and resume point), in
+    chunks of at most `batch`, in index order; one group per signal when batch <= 1."""
+    if batch <= 1:
+        return [[i] for i in range(len(keys))]
+    groups: dict = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    return sorted(members[i:i + batch] for members in groups.values() for i in range(0, len(members), batch))
+
+
 def train_config_for(flag_values: dict, num_points: int) -> TrainConfig:
     """TrainConfig from the flags; --compile auto turns compilation on when a step covers at least
     COMPILE_MIN_POINTS points (num_points: the points of one step, over every signal fitted at once)."""
