@@ -198,6 +198,34 @@ def test_learned_upsampling_starts_as_bicubic_doubling(shape):
     torch.testing.assert_close(doubled, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("height, width", [(37, 53), (64, 48)])
+def test_bicubic_features_equal_interpolating_every_grid(height, width):
+    """The matrix form of the upsampling (latent_module.bicubic_matrix) is F.interpolate's."""
+    model = LatentGrid(height=height, width=width, levels=5, arm_context=4, arm_hidden=4).build()
+    with torch.no_grad():
+        for grid in model.latents:
+            grid.normal_(0.0, 3.0)
+        expected = torch.cat([model.latents[0][None, None]] + [
+            torch.nn.functional.interpolate(g[None, None], size=(height, width), mode="bicubic", align_corners=False)
+            for g in model.latents[1:]], dim=1)[0].reshape(5, -1).t()
+        torch.testing.assert_close(model.features(), expected, atol=2e-5, rtol=0)
+
+
+def test_training_contexts_are_the_coders_contexts():
+    """The rate term's neighbours of every latent (shifted views) equal, value for value, the ones
+    latent_coding's layout gives the coder, whatever the order."""
+    rep = LatentGrid(height=21, width=34, levels=4, arm_context=24, arm_hidden=4)
+    model = rep.build()
+    grids = laplace_grids(np.random.default_rng(2), rep.grid_shapes(), scale=4.0)
+    model.load_integer_latents(grids)
+    with torch.no_grad():
+        values, contexts = model.latents_and_contexts(list(model.latents))
+    layout = lc.GridLayout(rep.grid_shapes(), lc.context_offsets(24))
+    coder_contexts = layout.contexts(layout.buffer_of(grids))
+    np.testing.assert_array_equal(values.numpy()[layout.flat], layout.coded_values(grids))
+    np.testing.assert_array_equal(contexts.numpy()[:, layout.flat].T, coder_contexts)
+
+
 def test_conv_module_with_identity_additions_equals_the_bicubic_grid():
     """Two levels (one doubling, where the learned filter's start is bicubic exactly), convolutions
     at their zero start: the conv module computes what the plain latent grid does; trained, the
