@@ -642,3 +642,41 @@ def test_golden_payloads_are_reencoded_to_the_same_bytes(path):
     models = [None] if header.coder == "brotli" else list(entropy.model_sizes(symbols, header.bitwidth))
     streams = [entropy.encode_symbols(symbols, header.bitwidth, header.coder, m) for m in models]
     assert any(data[:-4].endswith(stream) for stream in streams)
+
+
+def test_content_cache_keeps_recent_small_arrays_by_content_and_is_bounded():
+    from inrcompress.codec.entropy.symbols import ContentCache
+
+    cache, calls = ContentCache(entries=2, max_symbols=4), []
+
+    def compute(tag):
+        calls.append(tag)
+        return tag
+
+    a, b, c = np.arange(3), np.arange(3) + 1, np.arange(3) + 2
+    assert cache.get(lambda: compute("a"), [a]) == "a"
+    assert cache.get(lambda: compute("again"), [a.copy()]) == "a"  # equal contents, another array
+    assert cache.get(lambda: compute("a, extra"), [a], (7,)) == "a, extra"  # the extra is part of the key
+    cache.get(lambda: compute("b"), [b])
+    cache.get(lambda: compute("c"), [c])  # evicts the least recently used
+    assert cache.get(lambda: compute("a anew"), [a]) == "a anew"
+    big = np.arange(5)
+    cache.get(lambda: compute("big"), [big])
+    cache.get(lambda: compute("big"), [big])  # over max_symbols: never stored
+    assert calls == ["a", "a, extra", "b", "c", "a anew", "big", "big"]
+
+
+def test_costs_of_a_search_that_changes_one_tensor_equal_costs_from_scratch():
+    """The per-tensor caches of the static and adaptive models give what a cold computation does."""
+    from inrcompress.codec.entropy import static
+
+    rng = np.random.default_rng(5)
+    tensors = [np.clip(np.round(rng.laplace(64, 3 + i, 60 + 40 * i)), 0, 127).astype(np.int64) for i in range(4)]
+    warm = [entropy.model_costs(tensors, 7)]
+    for trial in range(3):
+        tensors[trial % 4] = np.clip(tensors[trial % 4] + rng.integers(-1, 2, tensors[trial % 4].size), 0, 127)
+        warm.append(entropy.model_costs(tensors, 7))
+    static._STATS._store.clear()
+    adaptive._COSTS._store.clear()
+    assert warm[-1] == entropy.model_costs(tensors, 7)
+    assert set(warm[-1]) >= {"adaptive", "mixed", "laplace"}

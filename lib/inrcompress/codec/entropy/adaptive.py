@@ -34,7 +34,7 @@ import numpy as np
 from inrcompress.codec.entropy.bytestream import (Reader, call_constriction, encode_varints, payload_bytes,
                                                   payload_cost_bits, payload_decoder)
 from inrcompress.codec.entropy.registry import EntropyModel, register_entropy_model
-from inrcompress.codec.entropy.symbols import Symbols
+from inrcompress.codec.entropy.symbols import ContentCache, Symbols
 from inrcompress.errors import CorruptFileError
 
 # Its per-symbol cost grows with the alphabet, so the model is only offered for (and the decoder
@@ -107,6 +107,11 @@ def adaptive_costs(x: np.ndarray, alphabet: int, prev: np.ndarray) -> tuple[floa
         running = before[-1] + onehot[-1]
     prev_at = prev[x].astype(np.float64)
     prev_total = float(prev.sum())
+    # The (floor, weight) pairs in parameter-byte order (weight index outer bits, floor inner);
+    # earlier-tensor weights only where there are earlier tensors.
+    pairs = [(fi, wi) for fi in range(len(_ADAPT_FLAT)) for wi, weight in enumerate(_ADAPT_PREV)
+             if not (weight and not prev_total)]
+    weights = np.array([float(_ADAPT_PREV[wi]) for _, wi in pairs])[:, None]
     best = (math.inf, 0)
     for ri, radius in enumerate(_ADAPT_RADII):
         k = np.zeros(offsets.size, dtype=np.int64)
@@ -115,17 +120,21 @@ def adaptive_costs(x: np.ndarray, alphabet: int, prev: np.ndarray) -> tuple[floa
         # Kernel mass that lands inside the alphabet for each symbol, cumulated before step t.
         in_range = np.convolve(np.ones(alphabet), _kernel(radius).astype(np.float64))[radius:radius + alphabet]
         grown = _ADAPT_STEP * np.concatenate(([0.0], np.cumsum(in_range[x])[:-1]))
-        for fi, flat in enumerate(_ADAPT_FLAT):
-            floor = float(flat * (radius + 1) ** 2)
-            for wi, weight in enumerate(_ADAPT_PREV):
-                if weight and not prev_total:
-                    continue
-                num = floor + weight * prev_at + own
-                den = floor * alphabet + weight * prev_total + grown
-                bits = float(np.log2(den).sum() - np.log2(num).sum())
-                if bits < best[0]:
-                    best = (bits, ri | fi << 3 | wi << 5)
+        floors = np.array([float(_ADAPT_FLAT[fi] * (radius + 1) ** 2) for fi, _ in pairs])[:, None]
+        # Every pair at once, one row each (the same element operations and per-row sums as one
+        # pair at a time, so the same bits to the last digit).
+        num = floors + weights * prev_at + own
+        den = floors * alphabet + weights * prev_total + grown
+        bits = np.log2(den).sum(axis=1) - np.log2(num).sum(axis=1)
+        for (fi, wi), pair_bits in zip(pairs, bits.tolist()):
+            if pair_bits < best[0]:
+                best = (pair_bits, ri | fi << 3 | wi << 5)
     return best
+
+
+# Per tensor by content (with the alphabet and the earlier tensors' histogram): a search that
+# changes later tensors re-costs the earlier ones for free.
+_COSTS = ContentCache(entries=512, max_symbols=4096)
 
 
 def _symbol_range(tensors: Symbols) -> tuple[int, int] | None:
@@ -148,7 +157,7 @@ def _plan(tensors: Symbols) -> tuple[list[int], float]:
         for a in tensors:
             if a.size:
                 x = a - lo
-                tensor_bits, param = adaptive_costs(x, alphabet, prev)
+                tensor_bits, param = _COSTS.get(lambda: adaptive_costs(x, alphabet, prev), [x, prev], (alphabet,))
                 params.append(param)
                 bits += tensor_bits
                 prev += np.bincount(x, minlength=alphabet)

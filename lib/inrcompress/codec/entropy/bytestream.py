@@ -9,15 +9,14 @@ import numpy as np
 from inrcompress.errors import CorruptFileError
 
 MAX_VARINT_BYTES = 10  # a uint64
+# A value takes one byte more at each of these (2^7, 2^14, ..., 2^63).
+_VARINT_LIMITS = np.array([1 << (7 * j) for j in range(1, MAX_VARINT_BYTES)], dtype=np.uint64)
 
 
 def varint_sizes(values: np.ndarray) -> np.ndarray:
     """Bytes of the LEB128 encoding of each value (>= 0)."""
     v = np.asarray(values, dtype=np.uint64)
-    sizes = np.ones(v.shape, dtype=np.int64)
-    for j in range(1, MAX_VARINT_BYTES):
-        sizes += v >= np.uint64(1) << np.uint64(7 * j)
-    return sizes
+    return 1 + np.searchsorted(_VARINT_LIMITS, v, side="right").astype(np.int64)
 
 
 def encode_varints(values) -> bytes:

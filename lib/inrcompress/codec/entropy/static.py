@@ -33,16 +33,22 @@ import numpy as np
 from inrcompress.codec.entropy.bytestream import (Reader, call_constriction, payload_bytes, payload_cost_bits,
                                                   payload_decoder)
 from inrcompress.codec.entropy.registry import EntropyModel, register_entropy_model
-from inrcompress.codec.entropy.symbols import Symbols
+from inrcompress.codec.entropy.symbols import ContentCache, Symbols
 from inrcompress.codec.entropy.tables import (GAUSSIAN, LAPLACE, OWN, PARAM_KIND_NAMES, SHARED, Param, Table,
                                               TensorStats, check_histogram, pool, self_information_bits,
                                               table_cost_bits)
 from inrcompress.errors import CorruptFileError
 
 
+# Small tensors' statistics by content: the latent codec's step search fitted 4x fewer
+# parametric models with it.
+_STATS = ContentCache(entries=512, max_symbols=4096)
+
+
 def tensor_stats(tensors: Symbols) -> list[TensorStats]:
-    """Per-tensor statistics, computed once per Symbols and shared by every static model."""
-    return tensors.memo("tensor_stats", lambda: [TensorStats(a) for a in tensors])
+    """Per-tensor statistics, computed once per Symbols and shared by every static model (and,
+    for small tensors, by every Symbols holding a tensor of the same content)."""
+    return tensors.memo("tensor_stats", lambda: [_STATS.get(lambda: TensorStats(a), [a]) for a in tensors])
 
 
 def _plan_models(kinds: list[int], stats: list[TensorStats]) -> tuple[Table | None, list]:

@@ -4,11 +4,14 @@ A `Symbols` is a tuple of 1-D int64 arrays, one per quantized tensor in network 
 (W0, b0, W1, b1, ...), every value in [0, 2**bitwidth - 1], bitwidth in 1..MAX_BITWIDTH.
 Statistics that several models derive from the same tensors (histograms, fitted Laplace and
 Gaussian parameters, the adaptive model's parameter choice) are memoized on it, so trying every
-model, or estimating a cost and then encoding, computes each of them once.
+model, or estimating a cost and then encoding, computes each of them once. Per-tensor statistics
+of small tensors are also kept across Symbols by content (ContentCache): a rate-distortion search
+re-costs lists of tensors of which it changed one or two.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +24,29 @@ def check_bitwidth(bitwidth: int) -> None:
     """ValueError unless bitwidth is an integer in 1..MAX_BITWIDTH."""
     if isinstance(bitwidth, bool) or not isinstance(bitwidth, (int, np.integer)) or not 1 <= bitwidth <= MAX_BITWIDTH:
         raise ValueError(f"bitwidth must be an integer in 1..{MAX_BITWIDTH}, got {bitwidth!r}")
+
+
+class ContentCache:
+    """A bounded least-recently-used store of values computed from small int64 arrays, keyed by the
+    arrays' contents (and any extra hashable parts); arrays of more than max_symbols elements are
+    computed every time. At most entries x (arrays per key) x max_symbols x 8 bytes of keys."""
+
+    def __init__(self, entries: int, max_symbols: int):
+        self.entries, self.max_symbols = entries, max_symbols
+        self._store: OrderedDict[tuple, Any] = OrderedDict()
+
+    def get(self, compute: Callable[[], Any], arrays: Sequence[np.ndarray], extra: tuple = ()) -> Any:
+        """compute(), or what it returned for arrays of the same contents and the same extra."""
+        if any(a.size > self.max_symbols for a in arrays):
+            return compute()
+        key = (*(np.asarray(a, dtype=np.int64).tobytes() for a in arrays), *extra)
+        if key in self._store:
+            self._store.move_to_end(key)
+            return self._store[key]
+        value = self._store[key] = compute()
+        if len(self._store) > self.entries:
+            self._store.popitem(last=False)
+        return value
 
 
 class Symbols(tuple):
