@@ -114,9 +114,13 @@ def architecture_suffix(flags: dict[str, Any], with_l1: bool = True) -> str:
 
 def basic_experiment_name(flags: dict[str, Any]) -> str:
     """Folder name of an overfitINR experiment, e.g.
-    KODAK_1x_epochs25000_lr0.0005_ffdims_16_hdims32_hlayer3_nerf_sine_l1_reg1e-05_enc_scale1.4."""
+    KODAK_1x_epochs25000_lr0.0005_ffdims_16_hdims32_hlayer3_nerf_sine_l1_reg1e-05_enc_scale1.4
+    (+ _rate_lambda<x> for a rate-aware fit)."""
     head = f"{flags['dataset']}_{flags['downscaling_factor']}x_epochs{flags['epochs']}_lr{_num(flags['lr'])}"
-    return f"{head}_{architecture_suffix(flags)}"
+    # Beyond the paper (overfitINR.py --rate_lambda): rate-aware fits get their own folder; the
+    # paper's names are unchanged.
+    rate = f"_rate_lambda{_num(flags['rate_lambda'])}" if flags.get("rate_lambda") else ""
+    return f"{head}_{architecture_suffix(flags)}{rate}"
 
 
 MAML_SUBFOLDER = "maml"

@@ -50,7 +50,11 @@ def laplace_symbol_bits(q: torch.Tensor) -> torch.Tensor:
     near = (distance - 0.5).clamp_min(0.0)
     far = distance + 0.5
     inside = distance < 0.5  # the interval holds the mean: 1 - both tails
-    mass = torch.where(inside, 1.0 - 0.5 * torch.exp(-(0.5 - distance) / scale) - 0.5 * torch.exp(-far / scale),
+    # The clamp changes no selected value: it keeps exp() of the branch torch.where discards finite
+    # for symbols far out (hundreds of scales: a tensor whose values are tiny beside its step), whose
+    # inf would make the gradient NaN.
+    mass = torch.where(inside, 1.0 - 0.5 * torch.exp(-(0.5 - distance).clamp_min(0.0) / scale)
+                       - 0.5 * torch.exp(-far / scale),
                        0.5 * (torch.exp(-near / scale) - torch.exp(-far / scale)))
     bits = -torch.log2(mass.clamp_min(2.0 ** -MAX_SYMBOL_BITS))
     return bits.sum(dim=1)
@@ -67,11 +71,15 @@ def symbols_of(values: torch.Tensor, steps: torch.Tensor, bitwidth: int) -> torc
 def pooled_entropy_bits(symbols: torch.Tensor, bitwidth: int) -> torch.Tensor:
     """n H per row of integer-valued symbols (N, n) in the bitwidth's range: the zeroth-order
     entropy code length of each row's histogram; (N,), not differentiable."""
-    q = symbols.detach().to(torch.int64) + (1 << (int(bitwidth) - 1))
+    symbols = symbols.detach()
+    finite = torch.isfinite(symbols).all(dim=1)
+    # A diverged network (NaN weights) gets NaN bits, so that the fit's loss says so.
+    q = torch.where(torch.isfinite(symbols), symbols, 0.0).to(torch.int64) + (1 << (int(bitwidth) - 1))
     counts = torch.zeros(q.shape[0], 1 << int(bitwidth), dtype=torch.float64, device=q.device)
     counts.scatter_add_(1, q, torch.ones_like(q, dtype=torch.float64))
     n = counts.sum(dim=1)
-    return n * torch.log2(n) - torch.where(counts > 0, counts * torch.log2(counts.clamp_min(1.0)), 0.0).sum(dim=1)
+    bits = n * torch.log2(n) - torch.where(counts > 0, counts * torch.log2(counts.clamp_min(1.0)), 0.0).sum(dim=1)
+    return torch.where(finite, bits, torch.nan)
 
 
 def network_bits(tensors: Sequence[torch.Tensor], steps: Sequence[torch.Tensor], bitwidth: int) -> torch.Tensor:
@@ -107,13 +115,25 @@ class RateTerm:
         self._steps: list[torch.Tensor] | None = None
         self._calls = 0
 
+    @classmethod
+    def for_model(cls, weight: float, model: torch.nn.Module, pixels: int, bitwidth: int,
+                  step_scale: float = 1.0) -> RateTerm:
+        """The term over every declared tensor of `model`'s representation (its architecture's:
+        any network of that architecture gives the same term)."""
+        from inrcompress.codec.representations import representation_of
+
+        return cls(weight, pixels, [spec.name for spec in representation_of(model).tensor_specs()], bitwidth,
+                   step_scale)
+
     def steps(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Per tensor the (N,) steps the encoder would choose for these values, refreshed every
         STEP_REFRESH_CALLS calls."""
         from inrcompress.codec.quant import choose_step_size, scaled_steps
 
         if self._steps is None or self._calls % STEP_REFRESH_CALLS == 0:
+            # A network with NaN or infinite weights keeps unit steps (its bits are NaN anyway).
             per_signal = [scaled_steps([choose_step_size(t[n], self.bitwidth) for t in tensors], self.step_scale)
+                          if all(bool(torch.isfinite(t[n]).all()) for t in tensors) else [1.0] * len(tensors)
                           for n in range(tensors[0].shape[0])]
             self._steps = [torch.tensor([s[k] for s in per_signal], dtype=tensors[k].dtype, device=tensors[k].device)
                            for k in range(len(tensors))]

@@ -219,18 +219,34 @@ def run_overfit(flag_values: dict, *, step_hook=None, show_progress: bool = True
         model_cfg = model_config_for(flag_values, first.channels)
         train_cfg = train_config_for(flag_values, first.coords.shape[0] * len(group))
         run_dirs = [exp_dir / pending[i].stem for i in group]
+        terms = rate_terms(flag_values.get("rate_lambda", 0.0), model_cfg, first.height * first.width)
         if len(group) == 1:
             results = [fit_image(first, model_cfg, train_cfg, run_dirs[0], device, step_hook=step_hook,
-                                 show_progress=show_progress)]
+                                 show_progress=show_progress, terms=terms)]
         else:
             results = fit_images_batched(group_signals, model_cfg, train_cfg, run_dirs, device, step_hook=step_hook,
-                                         show_progress=show_progress)
+                                         show_progress=show_progress, terms=terms)
         for signal, result in zip(group_signals, results):
             report_fit(signal.name, result, len(group))
     distributed.barrier()
     if distributed.is_main():
         finish_experiment(exp_dir)
     return exp_dir
+
+
+# The bit width the rate term of overfitINR.py --rate_lambda estimates the weights at: the fit does
+# not know the later quantize_and_test.py --bitwidth; 8 is the one rd_beyond.py's rate fits used.
+RATE_FIT_BITWIDTH = 8
+
+
+def rate_terms(rate_lambda: float, model_cfg: ModelConfig, pixels: int) -> list:
+    """The fit's extra loss terms for --rate_lambda (none at 0, the paper's loss): a fresh term
+    per fit (it keeps the steps it last computed)."""
+    if not rate_lambda:
+        return []
+    from inrcompress.codec.rate import RateTerm
+
+    return [RateTerm.for_model(rate_lambda, INR(model_cfg), pixels, RATE_FIT_BITWIDTH)]
 
 
 def report_fit(name: str, result: dict, group_size: int = 1, prefix: str = "") -> None:

@@ -85,11 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         terms = []
         if values["rate_lambda"] > 0:
             from inrcompress.codec.rate import RateTerm
-            from inrcompress.codec.representations import representation_of
 
-            terms = [RateTerm(values["rate_lambda"], height * width,
-                              [spec.name for spec in representation_of(model).tensor_specs()], qcfg.bitwidth,
-                              qcfg.step_scale)]
+            terms = [RateTerm.for_model(values["rate_lambda"], model, height * width, qcfg.bitwidth, qcfg.step_scale)]
         fitted = fit_image(signal, model_cfg, train_config_for(values, coords.shape[0]), None, device, model=model,
                            terms=terms)
         print(f"fitted: PSNR {fitted['psnr']:.2f} dB (float), {fitted['epochs_run']} steps")

@@ -13,6 +13,7 @@ def build_flags() -> flags.FlagValues:
     inr_flags.define_general(fv)
     inr_flags.define_architecture(fv, hidden_dims=64, ff_dims=16)
     inr_flags.define_overfitting(fv, dataset="KODAK", epochs=10000, lr=1e-4, l1_reg=0.0)
+    inr_flags.define_rate_fitting(fv)
     return fv
 
 
