@@ -116,13 +116,12 @@ class RateTerm:
         self._calls = 0
 
     @classmethod
-    def for_model(cls, weight: float, model: torch.nn.Module, pixels: int, bitwidth: int,
-                  step_scale: float = 1.0) -> RateTerm:
-        """The term over every declared tensor of `model`'s representation (its architecture's:
-        any network of that architecture gives the same term)."""
+    def for_model(cls, weight: float, architecture, pixels: int, bitwidth: int, step_scale: float = 1.0) -> RateTerm:
+        """The term over every declared tensor of an architecture's representation: `architecture`
+        is a network or anything else representation_of describes (a SIREN's ModelConfig)."""
         from inrcompress.codec.representations import representation_of
 
-        return cls(weight, pixels, [spec.name for spec in representation_of(model).tensor_specs()], bitwidth,
+        return cls(weight, pixels, [spec.name for spec in representation_of(architecture).tensor_specs()], bitwidth,
                    step_scale)
 
     def steps(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -246,7 +246,7 @@ def rate_terms(rate_lambda: float, model_cfg: ModelConfig, pixels: int) -> list:
         return []
     from inrcompress.codec.rate import RateTerm
 
-    return [RateTerm.for_model(rate_lambda, INR(model_cfg), pixels, RATE_FIT_BITWIDTH)]
+    return [RateTerm.for_model(rate_lambda, model_cfg, pixels, RATE_FIT_BITWIDTH)]
 
 
 def report_fit(name: str, result: dict, group_size: int = 1, prefix: str = "") -> None:

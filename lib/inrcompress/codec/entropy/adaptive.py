@@ -107,8 +107,8 @@ def adaptive_costs(x: np.ndarray, alphabet: int, prev: np.ndarray) -> tuple[floa
         running = before[-1] + onehot[-1]
     prev_at = prev[x].astype(np.float64)
     prev_total = float(prev.sum())
-    # The (floor, weight) pairs in parameter-byte order (weight index outer bits, floor inner);
-    # earlier-tensor weights only where there are earlier tensors.
+    # The (floor, weight) index pairs in the order the scalar search tried them (floor outer), so
+    # that of equal costs the same one wins; earlier-tensor weights only where there are earlier tensors.
     pairs = [(fi, wi) for fi in range(len(_ADAPT_FLAT)) for wi, weight in enumerate(_ADAPT_PREV)
              if not (weight and not prev_total)]
     weights = np.array([float(_ADAPT_PREV[wi]) for _, wi in pairs])[:, None]
