@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bits", type=int, nargs="+", default=[7, 8])
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--retrain_lr", type=float, default=1e-6)
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS),
+                        help="roundings to quantize with (default: all three)")
+    parser.add_argument("--codes", nargs="+", choices=sorted(METHODS), default=list(METHODS),
+                        help="entropy coders to code with (default: all)")
     parser.add_argument("--out", default="benchmarks/output/rd_kodak")
     parser.add_argument("--json", help="write all rows here")
     parser.add_argument("--meta", action="store_true", help="fit from meta-learned inits (see above)")
@@ -80,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
                    ("_maml_" in p.name) == args.meta)
         fitted = json.loads((exp / "result.json").read_text())
         for bits in args.bits:
-            for variant, switches in VARIANTS.items():
+            for variant in args.variants:
+                switches = VARIANTS[variant]
                 if args.meta and variant != "adaround+qat":
                     continue
-                for code in METHODS:
+                for code in args.codes:
                     assert quantize_main(common + [f"--exp_glob={exp.name}", f"--bitwidth={bits}", f"--code={code}",
                                                    f"--retrain_lr={args.retrain_lr}", *switches]) == 0
                     tag = QuantConfig(bitwidth=bits, adaround=variant != "nearest", retrain=variant == "adaround+qat",
