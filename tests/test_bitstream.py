@@ -16,6 +16,7 @@ from inrcompress.codec import entropy as coding
 from inrcompress.codec import container as bs
 from inrcompress.codec.representations.base import fields_struct
 from inrcompress.codec.representations.siren import SirenMLP
+from inrcompress.codec.steps import ChannelSteps
 from inrcompress.config import ModelConfig
 from inrcompress.errors import CorruptFileError, InrError
 
@@ -37,6 +38,14 @@ def make_header(**changes) -> bs.InrHeader:
     cfg = ModelConfig(out_features=values.pop("channels"),
                       **{k: values.pop(k) for k in list(values) if k not in COMMON})
     return bs.InrHeader(representation=SirenMLP(cfg), **values)
+
+
+def with_channel_steps(header: bs.InrHeader, seed: int = 0) -> bs.InrHeader:
+    """`header` with per-output-channel steps (random codes) on every tensor of two or more dimensions."""
+    rng = np.random.default_rng(seed)
+    steps = [ChannelSteps(s, rng.integers(0, 256, n).astype(np.uint8)) if n else s
+             for s, n in zip(header.step_sizes, bs.channel_step_rows(header.representation))]
+    return dataclasses.replace(header, step_sizes=tuple(steps))
 
 
 def random_symbols(header: bs.InrHeader, seed: int = 0) -> list[np.ndarray]:
@@ -462,6 +471,48 @@ def test_sections_with_a_wrong_length_or_twice(valid):
     assert bs.read_inr(residual)[0].init_hash == bytes(range(32))
 
 
+def test_per_channel_steps_round_trip_and_are_counted_with_the_steps():
+    plain = make_header()
+    header = with_channel_steps(plain)
+    rows = sum(n for n in bs.channel_step_rows(header.representation) if n)
+    assert rows == 16 + 16 + 16 + 3 and len(header.channel_codes) == rows
+    symbols = random_symbols(header)
+    data, sizes = bs.encode_inr(header, symbols)
+    plain_data, plain_sizes = bs.encode_inr(plain, symbols)
+    assert len(data) == len(plain_data) + 3 + rows  # section 5: tag, length, one byte a row
+    assert sizes.step_size_bytes == plain_sizes.step_size_bytes + rows
+    assert sizes.container_bytes == plain_sizes.container_bytes + 3
+    got, got_symbols = bs.read_inr(data)
+    assert got == header and got.channel_codes == header.channel_codes
+    assert_same_symbols(symbols, got_symbols)
+    assert bs.write_inr(got, got_symbols) == data
+
+
+def test_per_channel_steps_the_writer_refuses():
+    header = with_channel_steps(make_header())
+    steps = list(header.step_sizes)
+    with pytest.raises(InrError, match="per-channel steps cover every tensor of two or more dimensions"):
+        bs.validate_header(dataclasses.replace(header, step_sizes=tuple([steps[0].step] + steps[1:])))
+    with pytest.raises(InrError, match="tensor 1 \\(a vector rows\\) does not fit"):
+        bs.validate_header(dataclasses.replace(header, step_sizes=tuple(
+            [steps[0], ChannelSteps(0.1, np.zeros(16, np.uint8))] + steps[2:])))
+    with pytest.raises(InrError, match="tensor 0 \\(16 rows\\) does not fit"):
+        bs.validate_header(dataclasses.replace(header, step_sizes=tuple(
+            [ChannelSteps(0.1, np.zeros(15, np.uint8))] + steps[1:])))
+
+
+def test_per_channel_section_of_the_wrong_length_is_refused():
+    header = with_channel_steps(make_header())
+    data = bs.write_inr(header, random_symbols(header))
+    plain = bs.write_inr(make_header(), random_symbols(header))
+    codes = header.channel_codes
+    with pytest.raises(CorruptFileError, match=r"section 5 \(channel steps\) has 50 bytes, the architecture's 51 rows"):
+        bs.read_inr(_with_sections(plain, bs._section(5, codes[:-1]), 2))
+    with pytest.raises(CorruptFileError, match=r"section 5 \(channel steps\) is empty"):
+        bs.read_inr(_with_sections(plain, bs._section(5, b""), 2))
+    assert bs.read_inr(_with_sections(plain, bs._section(5, codes), 2))[0] == bs.read_inr(data)[0]
+
+
 def test_trailing_garbage_and_short_payload_under_a_valid_checksum(valid):
     with pytest.raises(CorruptFileError, match="bytes after its payload"):
         bs.read_inr(with_crc(valid[:-4] + b"junk"))
@@ -490,6 +541,7 @@ def test_brotli_file_with_the_wrong_size():
 # smallest golden v1 files (a brotli image, a residual image with its init hash).
 FUZZ_HEADERS = [
     make_header(hidden_dims=6, hidden_layers=1, ff_dims=2),
+    with_channel_steps(make_header(hidden_dims=6, hidden_layers=1, ff_dims=2, bitwidth=7)),
     make_header(hidden_dims=6, hidden_layers=1, encoding="gauss", ff_dims=2, coder="brotli"),
     make_header(modality="shape", hidden_dims=5, hidden_layers=1, encoding="mlp", ff_dims=0, bitwidth=12,
                 init_hash=bytes(range(32))),
@@ -581,7 +633,7 @@ def test_fuzz_mutated_files_with_fixed_checksum(which, edits):
 def test_fuzz_fixtures_are_valid():
     for header, (decoded, _) in zip(FUZZ_HEADERS, FUZZ_DECODED):
         assert decoded == header
-    assert [data[4] for data in FUZZ_FILES] == [2, 2, 2, 1, 1]
+    assert [data[4] for data in FUZZ_FILES] == [2, 2, 2, 2, 1, 1]
     for data, result in zip(FUZZ_FILES, FUZZ_DECODED):
         check_result(data, result)
     assert dataclasses.replace(FUZZ_HEADERS[0]) == FUZZ_HEADERS[0]

@@ -66,6 +66,20 @@ def test_decoding_is_deterministic_across_processes(fitted, tmp_path, capsys):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
+def test_per_channel_steps_files_decode_in_another_process_to_the_reported_psnr(fitted, tmp_path, capsys):
+    data_root, exp_root = fitted
+    assert _quantize(data_root, exp_root, "--bitwidth=7", "--per_channel_steps") == 0
+    inr = next(exp_root.glob("*/astronaut/compressed_arithmetic_bw7_*_per_channel.inr"))
+    metrics = yaml.safe_load(inr.with_name(inr.name.replace("compressed_", "metrics_")[:-4] + ".yml").read_text())
+    script = Path(__file__).resolve().parents[1] / "image_compression" / "decode.py"
+    subprocess.run([sys.executable, str(script), str(inr), str(tmp_path / "pc.png")], check=True, capture_output=True)
+    original = np.asarray(Image.open(data_root / "TINY" / "astronaut.png").convert("RGB"))
+    assert psnr(np.asarray(Image.open(tmp_path / "pc.png")) / 255.0, original / 255.0) == metrics["psnr"]
+    from inrcompress.codec.container import read_inr_header
+
+    assert read_inr_header(inr.read_bytes()).channel_codes  # section 5 is there
+
+
 def test_skip_existing_and_noadaround_noretrain(fitted, capsys):
     data_root, exp_root = fitted
     assert _quantize(data_root, exp_root, "--noadaround", "--noretrain", "--bitwidth=6") == 0

@@ -114,3 +114,10 @@ def test_a_v1_file_rewritten_as_v2_decodes_to_the_same_output(name):
     assert old.state_dict().keys() == new.state_dict().keys()
     for key, value in old.state_dict().items():
         assert torch.equal(value, new.state_dict()[key]), key
+
+
+def test_the_per_channel_golden_file_pins_section_5():
+    header, _ = read_inr(_file("v2", "image_per_channel_arith"))
+    rows = [spec.shape[0] for spec in header.representation.tensor_specs() if len(spec.shape) == 2]
+    assert len(header.channel_codes) == sum(rows) and header.bitwidth == 7
+    assert len(set(header.channel_codes)) > 1  # rows with different steps

@@ -120,3 +120,63 @@ def test_qat_from_soft_levels_moves_integers_and_does_not_lose(fitted):
     assert changed > 0
     assert _mse(model, soft, features, values) <= _mse(model, adaround_only, features, values) * 1.001
     assert soft.step_sizes == hard.step_sizes
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-output-channel steps (--per_channel_steps)
+
+
+def test_channel_steps_are_float32_products_never_finer_than_wanted():
+    wanted = np.array([0.3, 0.0011, 0.12, 0.3 * 37.4 / 256, 1e-6])
+    cs = quant.ChannelSteps.from_row_steps(wanted)
+    assert cs.step == float(np.float32(0.3)) and cs.codes.dtype == np.uint8
+    expected = np.float32(0.3) * ((cs.codes.astype(np.float32) + 1) / np.float32(256))
+    assert cs.values.dtype == np.float32 and np.array_equal(cs.values, expected)
+    # every row at least its wanted step (up to float32), within one 1/256 of the coarsest step
+    # above it, except the row that wants less than 1/256 of it
+    assert np.all(cs.values >= wanted.astype(np.float32) * (1 - 1e-6))
+    assert np.all(cs.values[:4] - wanted[:4] <= 0.3 / 256 * (1 + 1e-6))
+    assert cs.codes[-1] == 0 and cs.codes[0] == 255
+    assert cs.scaled(2.0).codes is cs.codes and cs.scaled(2.0).step == float(np.float32(0.6))
+    assert cs == quant.ChannelSteps(cs.step, cs.codes.copy()) and hash(cs) == hash(quant.ChannelSteps(cs.step, cs.codes))
+    with pytest.raises(InrError, match="uint8"):
+        quant.ChannelSteps(0.1, np.array([1, 2], dtype=np.int32))
+    # quantize / dequantize per row: the error of an unclipped row is at most half its step
+    x = torch.tensor([[0.5, -0.25, 0.125], [0.01, -0.02, 0.005]])
+    steps = quant.ChannelSteps.from_row_steps(np.array([0.5 / 63, 0.02 / 63]))
+    q = quant.quantize(x, steps, 7)
+    err = (x - quant.dequantize(q, steps)).abs()
+    assert torch.all(err <= torch.from_numpy(steps.values)[:, None] / 2 * (1 + 1e-5))
+    assert int(q[1].abs().max()) >= 55  # the small row uses its own range, not the large row's step
+
+
+def test_per_channel_steps_cut_the_rounding_error_and_survive_the_file(fitted):
+    from inrcompress.codec.compress import compress_network, decode_network
+
+    model, features, values = fitted
+    coords = coordinate_grid((H, W))
+    plain = quant_batched.quantize_models([model], features, [values], 6, adaround=False, retrain=False)[0]
+    per_row = quant_batched.quantize_models([model], features, [values], 6, adaround=False, retrain=False,
+                                            per_channel_steps=True)[0]
+    kinds = [isinstance(s, quant.ChannelSteps) for s in per_row.step_sizes]
+    assert kinds == [len(shape) == 2 for shape in per_row.shapes] and any(kinds)
+    for s, shape in zip(per_row.step_sizes, per_row.shapes):
+        if isinstance(s, quant.ChannelSteps):
+            assert s.codes.size == shape[0]
+    assert _mse(model, per_row, features, values) < _mse(model, plain, features, values)
+    # AdaRound, QAT, rd steps and a step scale all run on per-row steps; the file carries them
+    qcfg = QuantConfig(bitwidth=6, adaround_iterations=20, retrain_epochs=3, per_channel_steps=True, rd_steps=True,
+                       step_scale=1.5)
+    assert qcfg.tag.endswith("_step_scale1.5_rd_steps_per_channel")
+    data, sizes = compress_network(model, coords, values, qcfg, modality="image", height=H, width=W)
+    header, decoded = decode_network(data)
+    rows = sum(shape[0] for shape in per_row.shapes if len(shape) == 2)
+    assert sizes.step_size_bytes == 4 * len(per_row.shapes) + rows  # the codes are counted with the steps
+    assert header.channel_codes and len(header.channel_codes) == rows
+    quantized = quant_batched.quantize_models([model], features, [values], 6, adaround_iterations=20, retrain_epochs=3,
+                                              per_channel_steps=True, rd_steps=True, step_scale=1.5, grid_shape=(H, W))[0]
+    assert quantized.step_sizes == list(header.step_sizes)
+    for got, want in zip(representation_of(decoded).tensors(decoded), quant.dequantized_tensors(model, quantized)):
+        assert torch.equal(got.detach(), want)
+    with pytest.raises(InrError, match="per_channel_steps need --quantizer native|aimet-torch"):
+        QuantConfig(per_channel_steps=True, quantizer="aimet")  # (where aimet is missing it is refused first)

@@ -45,6 +45,9 @@ class QuantConfig:
     step_scale: float = 1.0
     rd_steps: bool = False
     qat_from_soft: bool = False
+    # Beyond the paper (off by default): one step per output channel of every weight (a byte per row
+    # in the file, quant.ChannelSteps) instead of one per tensor. The native quantizer only.
+    per_channel_steps: bool = False
     # A goal instead of fixed settings (images; experiments.image_codec.encode_to_target searches the
     # bit width and step scale): a file within 3 % of target_bpp, or the smallest file found whose
     # decoded PSNR reaches target_psnr (dB). At most one; None: the settings above as they are.
@@ -59,9 +62,10 @@ class QuantConfig:
         check_quantizer(self.quantizer)
         if not (math.isfinite(self.step_scale) and self.step_scale > 0):
             raise InrError(f"step_scale must be a positive finite number, got {self.step_scale}")
-        if (self.step_scale != 1.0 or self.rd_steps or self.qat_from_soft) and self.quantizer != "native":
-            raise InrError(f"--quantizer {self.quantizer} runs its own pipeline: --step_scale, --rd_steps and "
-                           "--qat_from_soft need --quantizer native")
+        beyond = self.step_scale != 1.0 or self.rd_steps or self.qat_from_soft or self.per_channel_steps
+        if beyond and self.quantizer != "native":
+            raise InrError(f"--quantizer {self.quantizer} runs its own pipeline: --step_scale, --rd_steps, "
+                           "--qat_from_soft and --per_channel_steps need --quantizer native")
         if self.target_bpp is not None and self.target_psnr is not None:
             raise InrError("give one of --target_bpp and --target_psnr")
         if self.target_bpp is not None and not (math.isfinite(self.target_bpp) and self.target_bpp > 0):
@@ -86,6 +90,8 @@ class QuantConfig:
             name += "_rd_steps"
         if self.qat_from_soft:
             name += "_qat_from_soft"
+        if self.per_channel_steps:
+            name += "_per_channel"
         if self.target_bpp is not None:
             name += f"_target_bpp{float(self.target_bpp)}"
         if self.target_psnr is not None:

@@ -13,8 +13,13 @@ Format version 2 (written since issue 11; all integers little-endian):
               Tags 1..127 are critical: a decoder refuses one it does not know; tags 128..255 are
               ancillary: a decoder skips one it does not know. A known section must have exactly
               the length of its fields. Tag 4 (exactly for a representation with a latent stream,
-              has_latent_stream: the latent grid): u32, the bytes of the latent stream.
-    T x f32   quantization step sizes, one per tensor the representation declares
+              has_latent_stream: the latent grid): u32, the bytes of the latent stream. Tag 5 (only
+              with per-output-channel steps, --per_channel_steps): one u8 code per output row of
+              every declared tensor of two or more dimensions, in file order; row r's step is
+              float32(the tensor's step) * float32((code + 1) / 256) (codec/steps.py), and the
+              section's length is the architecture's number of such rows.
+    T x f32   quantization step sizes, one per tensor the representation declares (with tag 5: for
+              a tensor of two or more dimensions, its coarsest row's step)
     ...       coded symbols (coding.encode_symbols with the header's coder; self-delimiting)
     ...       with section 4: the latent stream (codec/latent_coding.py), of the length it states
     u32       CRC-32 (zlib.crc32) of every byte before it, as PNG chunks carry
@@ -48,6 +53,7 @@ from inrcompress.codec import entropy as coding
 from inrcompress.codec.representations import representation_by_file_id, representation_of
 from inrcompress.codec.representations.base import Field, Representation, fields_struct, pack_fields, unpack_fields
 from inrcompress.codec.representations.siren import SirenMLP
+from inrcompress.codec.steps import ChannelSteps, Step
 from inrcompress.config import ACTIVATIONS, ENCODINGS
 from inrcompress.errors import CorruptFileError, InrError
 
@@ -91,6 +97,7 @@ SECTION_INIT = 2
 INIT_FIELDS: tuple[Field, ...] = (Field("init_sha256", f"{HASH_BYTES}s"),)
 SECTION_LATENTS = 4  # (3 is unassigned: tests use it as the example of an unknown critical section)
 LATENT_FIELDS: tuple[Field, ...] = (Field("latent_stream_bytes", "I"),)
+SECTION_CHANNEL_STEPS = 5  # variable length: the architecture fixes it (channel_step_rows)
 FIRST_ANCILLARY_TAG = 128
 _SECTION_HEAD = struct.Struct("<BH")  # tag, length
 
@@ -134,7 +141,8 @@ class InrHeader:
     (codec/representations); channels and in_features are its out_features and in_features, and its
     architecture fields read as attributes of the header too (header.hidden_dims of a SIREN).
     bitwidth: bits per quantized symbol, 1..16. coder: "arithmetic" | "brotli".
-    step_sizes: quantization step per declared tensor, kept as float32 values.
+    step_sizes: quantization step per declared tensor, kept as float32 values; or, with
+    per-output-channel steps, a ChannelSteps for every tensor of two or more dimensions.
     init_hash: b"" or the 32-byte sha256 of the initialization the tensors are a residual of.
     latent_stream: the coded latents of a representation that has them (has_latent_stream), else b"".
     """
@@ -146,7 +154,7 @@ class InrHeader:
     representation: Representation
     bitwidth: int
     coder: str
-    step_sizes: tuple[float, ...]
+    step_sizes: tuple[Step, ...]
     init_hash: bytes = b""
     latent_stream: bytes = b""
 
@@ -154,9 +162,19 @@ class InrHeader:
         object.__setattr__(self, "rotated", bool(self.rotated))
         object.__setattr__(self, "init_hash", bytes(self.init_hash))
         object.__setattr__(self, "latent_stream", bytes(self.latent_stream))
-        with np.errstate(over="ignore"):
-            steps = np.asarray(self.step_sizes, dtype=np.float64).astype(np.float32).ravel()
-        object.__setattr__(self, "step_sizes", tuple(float(v) for v in steps))
+        steps = []
+        for step in self.step_sizes:
+            if isinstance(step, ChannelSteps):
+                steps.append(step)
+            else:
+                with np.errstate(over="ignore"):
+                    steps.append(float(np.float32(np.float64(step))))
+        object.__setattr__(self, "step_sizes", tuple(steps))
+
+    @property
+    def channel_codes(self) -> bytes:
+        """The body of section 5: every ChannelSteps' codes in file order (b"" without them)."""
+        return b"".join(s.codes.tobytes() for s in self.step_sizes if isinstance(s, ChannelSteps))
 
     def __getattr__(self, name: str) -> Any:
         representation = self.__dict__.get("representation")
@@ -203,6 +221,12 @@ class InrSizes:
 def tensor_lengths(header: InrHeader) -> list[int]:
     """Number of symbols of every declared tensor, in file order."""
     return [spec.numel for spec in header.representation.tensor_specs()]
+
+
+def channel_step_rows(representation: Representation) -> list[int | None]:
+    """Per declared tensor: its output rows if it can have per-channel steps (two or more
+    dimensions), else None."""
+    return [spec.shape[0] if len(spec.shape) >= 2 else None for spec in representation.tensor_specs()]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,19 +280,29 @@ def _check_latent_stream(representation: Representation, length: int, error: typ
         raise error(f"a {representation.name} has no latent stream (section {SECTION_LATENTS})")
 
 
-def _check_step_sizes(steps: tuple[float, ...], expected: int, error: type[InrError]) -> None:
-    if len(steps) != expected:
-        raise error(f"expected {expected} step sizes (one per tensor), got {len(steps)}")
+def _check_step_sizes(steps: tuple[Step, ...], representation: Representation, error: type[InrError]) -> None:
+    rows = channel_step_rows(representation)
+    if len(steps) != len(rows):
+        raise error(f"expected {len(rows)} step sizes (one per tensor), got {len(steps)}")
     for i, s in enumerate(steps):
-        if not (math.isfinite(s) and s > 0):
-            raise error(f"step size {i} must be finite and > 0, got {s!r}")
+        value = s.step if isinstance(s, ChannelSteps) else s
+        if not (math.isfinite(value) and value > 0):
+            raise error(f"step size {i} must be finite and > 0, got {value!r}")
+    per_channel = [isinstance(s, ChannelSteps) for s in steps]
+    if any(per_channel):
+        for i, (s, n) in enumerate(zip(steps, rows)):
+            if (n is None) == isinstance(s, ChannelSteps) or (n is not None and s.codes.size != n):
+                raise error(f"per-channel steps cover every tensor of two or more dimensions, one per row: "
+                            f"tensor {i} ({n or 'a vector'} rows) does not fit")
+        if sum(n for n in rows if n) > 0xFFFF:
+            raise error(f"{sum(n for n in rows if n)} per-channel steps do not fit in a section (at most 65535)")
 
 
 def _common_values(header: InrHeader) -> dict:
     return {"modality": header.modality, "height": header.height, "width": header.width,
             "rotated": int(header.rotated), "in_features": header.in_features, "channels": header.channels,
             "representation": header.representation.file_id, "bitwidth": header.bitwidth, "coder": header.coder,
-            "sections": 1 + bool(header.init_hash) + bool(header.latent_stream)}
+            "sections": 1 + bool(header.init_hash) + bool(header.latent_stream) + bool(header.channel_codes)}
 
 
 def validate_header(header: InrHeader) -> None:
@@ -278,7 +312,7 @@ def validate_header(header: InrHeader) -> None:
     _check_size(header.representation, InrError)
     _check_init_hash_length(len(header.init_hash), InrError)
     _check_latent_stream(header.representation, len(header.latent_stream), InrError)
-    _check_step_sizes(header.step_sizes, len(header.representation.tensor_specs()), InrError)
+    _check_step_sizes(header.step_sizes, header.representation, InrError)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,7 +333,10 @@ def _header_bytes(header: InrHeader) -> bytes:
     if header.latent_stream:
         parts.append(_section(SECTION_LATENTS, pack_fields(LATENT_FIELDS,
                                                            {"latent_stream_bytes": len(header.latent_stream)})))
-    parts.append(np.asarray(header.step_sizes, dtype="<f4").tobytes())
+    if header.channel_codes:
+        parts.append(_section(SECTION_CHANNEL_STEPS, header.channel_codes))
+    tensor_steps = [s.step if isinstance(s, ChannelSteps) else s for s in header.step_sizes]
+    parts.append(np.asarray(tensor_steps, dtype="<f4").tobytes())
     return b"".join(parts)
 
 
@@ -336,7 +373,7 @@ def write_inr(header: InrHeader, symbols: Sequence[np.ndarray], model: str | Non
 
 
 def _sizes(header: InrHeader, total: int, payload: bytes) -> InrSizes:
-    step_bytes = 4 * len(header.step_sizes)
+    step_bytes = 4 * len(header.step_sizes) + len(header.channel_codes)
     model = coding.model_name(payload, header.coder)
     payload_bytes = len(payload) + len(header.latent_stream)
     return InrSizes(total=total, container_bytes=total - payload_bytes - step_bytes, step_size_bytes=step_bytes,
@@ -356,12 +393,24 @@ def _invalid(check, *args) -> None:
         raise CorruptFileError(f"invalid header: {exc}") from None
 
 
-def _read_steps(data: bytes, pos: int, representation: Representation) -> tuple[tuple[float, ...], int]:
+def _read_steps(data: bytes, pos: int, representation: Representation, channel_codes: bytes = b""
+                ) -> tuple[tuple[Step, ...], int]:
     count = len(representation.tensor_specs())  # <= MAX_TENSORS, bounded by _check_size
     if pos + 4 * count > len(data) - _CRC_BYTES:
         raise CorruptFileError("the file is truncated in the header")
-    steps = tuple(float(s) for s in np.frombuffer(data, dtype="<f4", count=count, offset=pos))
-    _invalid(_check_step_sizes, steps, count)
+    steps: tuple[Step, ...] = tuple(float(s) for s in np.frombuffer(data, dtype="<f4", count=count, offset=pos))
+    if channel_codes:
+        rows = channel_step_rows(representation)
+        need = sum(n for n in rows if n)
+        if len(channel_codes) != need:
+            raise CorruptFileError(f"section {SECTION_CHANNEL_STEPS} (channel steps) has {len(channel_codes)} bytes, "
+                                   f"the architecture's {need} rows need {need}")
+        _invalid(_check_step_sizes, steps, representation)  # the tensor steps first: ChannelSteps needs them valid
+        codes = np.frombuffer(channel_codes, dtype=np.uint8)
+        offsets = np.cumsum([0] + [n or 0 for n in rows])
+        steps = tuple(ChannelSteps(s, codes[start:start + n].copy()) if n else s
+                      for s, n, start in zip(steps, rows, offsets))
+    _invalid(_check_step_sizes, steps, representation)
     return steps, pos + 4 * count
 
 
@@ -388,7 +437,7 @@ def _parse_v2(data: bytes) -> tuple[InrHeader, int]:
             raise CorruptFileError(f"section {tag} ({length} bytes) runs past the end of the file")
         if tag in bodies:
             raise CorruptFileError(f"section {tag} appears twice")
-        if tag in (SECTION_ARCHITECTURE, SECTION_INIT, SECTION_LATENTS):
+        if tag in (SECTION_ARCHITECTURE, SECTION_INIT, SECTION_LATENTS, SECTION_CHANNEL_STEPS):
             bodies[tag] = data[pos:pos + length]
         elif tag < FIRST_ANCILLARY_TAG:
             raise CorruptFileError(f"unknown section {tag}: the file needs a newer decoder")
@@ -399,6 +448,10 @@ def _parse_v2(data: bytes) -> tuple[InrHeader, int]:
              SECTION_LATENTS: ("latents", LATENT_FIELDS)}
     values = {}
     for tag, body in bodies.items():
+        if tag == SECTION_CHANNEL_STEPS:
+            if not body:
+                raise CorruptFileError(f"section {tag} (channel steps) is empty")
+            continue  # its length depends on the architecture: checked by _read_steps
         what, fields = known[tag]
         need = fields_struct(fields).size
         if len(body) != need:
@@ -413,7 +466,7 @@ def _parse_v2(data: bytes) -> tuple[InrHeader, int]:
     init_hash = values.get(SECTION_INIT, {}).get("init_sha256", b"")
     latent_length = values.get(SECTION_LATENTS, {}).get("latent_stream_bytes", 0)
     _invalid(_check_latent_stream, rep, latent_length)
-    steps, pos = _read_steps(data, pos, rep)
+    steps, pos = _read_steps(data, pos, rep, bodies.get(SECTION_CHANNEL_STEPS, b""))
     if pos + latent_length > end:
         raise CorruptFileError(f"the latent stream ({latent_length} bytes) runs past the end of the file")
     return InrHeader(modality=common["modality"], height=common["height"], width=common["width"],

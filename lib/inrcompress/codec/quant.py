@@ -59,6 +59,8 @@ import torch
 from torch import nn
 
 from inrcompress.codec.representations import representation_of
+from inrcompress.codec.steps import ChannelSteps, Step, representative_step, step_values
+from inrcompress.codec.steps import float32_step as _float32_step
 from inrcompress.codec.representations.base import Representation
 from inrcompress.errors import InrError
 
@@ -88,18 +90,27 @@ _STEP_GOLDEN_ITERS = 30
 _STEP_SEARCH_BLOCK = 1 << 22  # candidate x element pairs evaluated at once
 
 
+def step_tensor(step: Step, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """One tensor's steps shaped to broadcast against it (a scalar, or (rows, 1, ...))."""
+    values = torch.from_numpy(np.array(step_values(step), dtype=np.float32)).to(like.device)
+    if values.dim():
+        values = values.view((-1,) + (1,) * (like.dim() - 1))
+    return values.to(dtype)
+
+
 @dataclass
 class QuantizedTensors:
     """The quantized parameters of an INR.
 
     symbols: one flattened array per tensor, order W0, b0, W1, b1, ..., values s = q + 2^(b-1) in
-    [0, 2^b - 1] (uint8 for b <= 8, else uint16). step_sizes: one float32-exact step per tensor.
-    shapes: the tensors' shapes (weights (out, in), biases (out,)).
+    [0, 2^b - 1] (uint8 for b <= 8, else uint16). step_sizes: per tensor one float32-exact step, or
+    (per-output-channel steps, beyond the paper) a ChannelSteps for a tensor of two or more
+    dimensions. shapes: the tensors' shapes (weights (out, in), biases (out,)).
     """
 
     bitwidth: int
     symbols: list[np.ndarray]
-    step_sizes: list[float]
+    step_sizes: list[Step]
     shapes: list[tuple[int, ...]]
 
 
@@ -122,29 +133,23 @@ def integer_range(bitwidth: int) -> tuple[int, int]:
     return -(1 << (b - 1)), (1 << (b - 1)) - 1
 
 
-def _float32_step(step) -> float:
-    s = np.float32(step)
-    if not (np.isfinite(s) and s > 0):
-        raise InrError(f"step size must be a positive finite float32, got {step!r}")
-    return float(s)
-
-
-def quantize(x: torch.Tensor, step: float, bitwidth: int) -> torch.Tensor:
+def quantize(x: torch.Tensor, step: Step, bitwidth: int) -> torch.Tensor:
     """Nearest integer of x / step (ties to even), clamped to [-2^(b-1), 2^(b-1) - 1]; int32.
+    step: one step, or ChannelSteps (row r of x at its row's step).
 
     The division is done in float64 so that |x - q * step| <= step / 2 holds inside the range
     (up to the float32 rounding of the dequantized value).
     """
     qmin, qmax = integer_range(bitwidth)
-    s = _float32_step(step)
+    s = step_tensor(step, x, torch.float64)
     q = torch.round(x.detach().to(torch.float64) / s).clamp_(qmin, qmax)
     return q.to(torch.int32)
 
 
-def dequantize(q: torch.Tensor, step: float) -> torch.Tensor:
-    """q * step in float32: q.float() * float32(step), identical on encoder and decoder."""
-    s = torch.tensor(np.float32(step), dtype=torch.float32, device=q.device)
-    return q.to(torch.float32) * s
+def dequantize(q: torch.Tensor, step: Step) -> torch.Tensor:
+    """q * step in float32: q.float() * float32(step) (per row for ChannelSteps), identical on
+    encoder and decoder."""
+    return q.to(torch.float32) * step_tensor(step, q, torch.float32)
 
 
 def _quant_mse64(v: torch.Tensor, step: float, qmin: int, qmax: int) -> float:
@@ -385,20 +390,30 @@ def _pack(ints: list[torch.Tensor], steps: list[float], bitwidth: int) -> Quanti
     return QuantizedTensors(
         bitwidth=int(bitwidth),
         symbols=[symbols_from_integers(q, bitwidth) for q in ints],
-        step_sizes=[float(s) for s in steps],
+        step_sizes=[s if isinstance(s, ChannelSteps) else float(s) for s in steps],
         shapes=[tuple(int(d) for d in q.shape) for q in ints],
     )
 
 
-def _nearest(residuals: Sequence[torch.Tensor], bitwidth: int, step_scale: float = 1.0
-             ) -> tuple[list[torch.Tensor], list[float]]:
-    """Each residual's step (choose_step_size times step_scale) and its integers rounded to nearest
-    at that step."""
-    steps = scaled_steps([choose_step_size(r, bitwidth) for r in residuals], step_scale)
+def choose_channel_steps(x: torch.Tensor, bitwidth: int) -> ChannelSteps:
+    """Per-output-channel steps of x (rows = its first dimension): each row's MSE-optimal step at
+    `bitwidth` bits (choose_step_size on the row alone), as representable by ChannelSteps."""
+    rows = x.detach().reshape(x.shape[0], -1)
+    return ChannelSteps.from_row_steps(np.array([choose_step_size(row, bitwidth) for row in rows]))
+
+
+def _nearest(residuals: Sequence[torch.Tensor], bitwidth: int, step_scale: float = 1.0, per_channel: bool = False
+             ) -> tuple[list[torch.Tensor], list[Step]]:
+    """Each residual's step (choose_step_size times step_scale; with per_channel, a tensor of two
+    or more dimensions gets choose_channel_steps instead) and its integers rounded to nearest at
+    that step."""
+    chosen = [choose_channel_steps(r, bitwidth) if per_channel and r.dim() >= 2 else choose_step_size(r, bitwidth)
+              for r in residuals]
+    steps = scaled_steps(chosen, step_scale)
     return [quantize(r, s, bitwidth) for r, s in zip(residuals, steps)], steps
 
 
-def rd_step_sizes(base_steps: Sequence[float], counts: Sequence[int], sensitivities: Sequence[float]) -> list[float]:
+def rd_step_sizes(base_steps: Sequence[Step], counts: Sequence[int], sensitivities: Sequence[float]) -> list[Step]:
     """Per-tensor steps by a rate-distortion allocation instead of one bit width for all.
 
     With uniform rounding noise of variance step^2 / 12 in tensor k (n_k values), the signal's MSE
@@ -406,30 +421,35 @@ def rd_step_sizes(base_steps: Sequence[float], counts: Sequence[int], sensitivit
     value) while its rate falls by n_k log2 step_k; the Lagrangian optimum has g_k step_k^2 equal for
     all k, i.e. step_k = c / sqrt(g_k). c is chosen so that sum n_k log step_k equals that of
     base_steps (the same estimated rate as the per-tensor MSE steps), and no step is finer than its
-    base step (finer than the bit width's MSE-optimal step only clips more). Float32-exact steps."""
+    base step (finer than the bit width's MSE-optimal step only clips more). Float32-exact steps;
+    a tensor with ChannelSteps keeps the ratios between its rows and moves their geometric mean."""
     g = np.maximum(np.asarray(sensitivities, dtype=np.float64), 1e-30)
     n = np.asarray(counts, dtype=np.float64)
-    base = np.asarray(base_steps, dtype=np.float64)
+    base = np.asarray([representative_step(s) for s in base_steps], dtype=np.float64)
     log_c = float(np.sum(n * (np.log(base) + 0.5 * np.log(g))) / np.sum(n))
     steps = np.maximum(np.exp(log_c - 0.5 * np.log(g)), base)
-    return [_float32_step(s) for s in steps]
+    return [old.scaled(new / b) if isinstance(old, ChannelSteps) else _float32_step(new)
+            for old, new, b in zip(base_steps, steps, base)]
 
 
-def scaled_steps(steps: Sequence[float], scale: float) -> list[float]:
+def scaled_steps(steps: Sequence[Step], scale: float) -> list[Step]:
     """Every step times `scale` (> 0), float32-exact; scale 1 returns the steps unchanged."""
     if not (math.isfinite(scale) and scale > 0):
         raise InrError(f"step_scale must be a positive finite number, got {scale!r}")
-    return [float(s) if scale == 1.0 else _float32_step(float(s) * scale) for s in steps]
+    if scale == 1.0:
+        return [s if isinstance(s, ChannelSteps) else float(s) for s in steps]
+    return [s.scaled(scale) if isinstance(s, ChannelSteps) else _float32_step(float(s) * scale) for s in steps]
 
 
-def nearest_quantization(model: nn.Module, bitwidth: int, reference=None, step_scale: float = 1.0) -> QuantizedTensors:
+def nearest_quantization(model: nn.Module, bitwidth: int, reference=None, step_scale: float = 1.0,
+                         per_channel: bool = False) -> QuantizedTensors:
     """Every declared tensor's residual (theta - theta_0) rounded to nearest at the step of
-    choose_step_size times step_scale (quantize_model without AdaRound and retraining, and without
-    data)."""
+    choose_step_size times step_scale (per output channel for weights with per_channel;
+    quantize_model without AdaRound and retraining, and without data)."""
     b = _check_bitwidth(bitwidth)
     rep, tensors = _declared(model)
     refs = _reference_tensors(rep, tensors, reference)
-    ints, steps = _nearest([t - r for t, r in zip(_parameter_tensors(tensors), refs)], b, step_scale)
+    ints, steps = _nearest([t - r for t, r in zip(_parameter_tensors(tensors), refs)], b, step_scale, per_channel)
     return _pack(ints, steps, b)
 
 
@@ -466,10 +486,12 @@ def _checked_integers(rep: Representation, qt: QuantizedTensors) -> list[torch.T
     if not (len(qt.symbols) == len(qt.step_sizes) == len(qt.shapes) == len(expected)):
         raise InrError(f"quantized data holds {len(qt.symbols)} tensors, the model has {len(expected)}")
     ints = []
-    for k, (sym, shape, want) in enumerate(zip(qt.symbols, qt.shapes, expected)):
+    for k, (sym, shape, want, step) in enumerate(zip(qt.symbols, qt.shapes, expected, qt.step_sizes)):
         shape = tuple(int(d) for d in shape)
         if shape != want:
             raise InrError(f"quantized tensor {k} has shape {shape}, the model {want}")
+        if isinstance(step, ChannelSteps) and (len(shape) < 2 or step.codes.size != shape[0]):
+            raise InrError(f"quantized tensor {k} of shape {shape} has {step.codes.size} channel steps")
         q = integers_from_symbols(sym, b)
         if q.numel() != math.prod(shape):
             raise InrError(f"quantized tensor {k} has {q.numel()} symbols, its shape {shape} needs {math.prod(shape)}")
@@ -483,7 +505,7 @@ def dequantized_tensors(model: nn.Module, qt: QuantizedTensors, reference=None) 
     rep, tensors = _declared(model)
     ints = _checked_integers(rep, qt)
     refs = [r.cpu() for r in _reference_tensors(rep, tensors, reference)]
-    return [r + dequantize(q, _float32_step(s)) for r, q, s in zip(refs, ints, qt.step_sizes)]
+    return [r + dequantize(q, s) for r, q, s in zip(refs, ints, qt.step_sizes)]
 
 
 @torch.no_grad()

@@ -42,6 +42,7 @@ from inrcompress.codec.quant import (
     GAMMA,
     ZETA,
     QuantizedTensors,
+    Step,
     _check_bitwidth,
     _declared,
     _flatten_rows,
@@ -57,6 +58,7 @@ from inrcompress.codec.quant import (
     integer_range,
     rd_step_sizes,
     scaled_steps,
+    step_values,
 )
 from inrcompress.codec.representations.base import LinearLayer, Representation
 from inrcompress.errors import InrError
@@ -71,10 +73,12 @@ SENSITIVITY_DRAWS = 2
 MAX_STACKED_ROWS = 1 << 21
 
 
-def _steps_tensor(steps: Sequence[float], like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The per-signal steps (float32-exact values) shaped (N, 1, ...) to broadcast against `like`."""
-    values = torch.tensor(np.asarray(steps, dtype=np.float32), dtype=torch.float32, device=like.device)
-    return values.to(dtype).view((-1,) + (1,) * (like.dim() - 1))
+def _steps_tensor(steps: Sequence[Step], like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The per-signal steps of one tensor (float32-exact values; ChannelSteps: one per row) shaped
+    (N, 1, ...), or (N, rows, 1, ...), to broadcast against the stack `like` (N, ...)."""
+    values = np.stack([step_values(s) for s in steps]).astype(np.float32)
+    tensor = torch.from_numpy(values).to(like.device).to(dtype)
+    return tensor.view(tuple(values.shape) + (1,) * (like.dim() - values.ndim))
 
 
 def quantize_stacked(x: torch.Tensor, steps: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
@@ -215,7 +219,7 @@ def _scatter_sum(values: torch.Tensor, idx: torch.Tensor, size: int) -> torch.Te
     return out.scatter_add_(1, idx.unsqueeze(-1).expand(-1, -1, values.shape[2]), values)
 
 
-def adaround_stacked(residual: torch.Tensor, base: torch.Tensor, bias: torch.Tensor, steps: Sequence[float],
+def adaround_stacked(residual: torch.Tensor, base: torch.Tensor, bias: torch.Tensor, steps: Sequence[Step],
                      bitwidth: int, inputs: RowInputs | GridInputs, target: torch.Tensor,
                      activation: Callable[[torch.Tensor], torch.Tensor] | None, rows: _Rows, *,
                      iterations: int = 1000, reg: float = 1e-4,
@@ -288,7 +292,7 @@ def adaround_gradient(v: torch.Tensor, floor: torch.Tensor, base: torch.Tensor, 
 
 
 def _adaround_layers(layers: list[LinearLayer], thetas: list[torch.Tensor], refs: list[torch.Tensor],
-                     residuals: list[torch.Tensor], ints: list[torch.Tensor], steps: list[list[float]],
+                     residuals: list[torch.Tensor], ints: list[torch.Tensor], steps: list[list[Step]],
                      bitwidth: int, x: torch.Tensor, grid: GridInputs | None, generators: list[torch.Generator],
                      iterations: int, reg: float, progress: bool, soft: dict[int, torch.Tensor] | None = None) -> None:
     """AdaRound layer by layer on the stacks (in place on ints): the target is the float network's
@@ -385,7 +389,7 @@ def qat_chunk_rows(device: torch.device, n_signals: int) -> int:
     return max(256, QAT_CPU_CHUNK_ROWS // n_signals)
 
 
-def _retrain_stacked(forward, ints: list[torch.Tensor], steps: list[list[float]], refs: list[torch.Tensor],
+def _retrain_stacked(forward, ints: list[torch.Tensor], steps: list[list[Step]], refs: list[torch.Tensor],
                      bitwidth: int, y: torch.Tensor, epochs: int, lr: float, progress: bool,
                      start_levels: dict[int, torch.Tensor] | None = None
                      ) -> tuple[list[torch.Tensor], list[list[float]]]:
@@ -456,7 +460,7 @@ def _signal_mse(forward, theta: list[torch.Tensor], y: torch.Tensor) -> torch.Te
 
 
 @torch.no_grad()
-def tensor_sensitivities(forward, thetas: list[torch.Tensor], y: torch.Tensor, steps: list[list[float]],
+def tensor_sensitivities(forward, thetas: list[torch.Tensor], y: torch.Tensor, steps: list[list[Step]],
                          seeds: list[int]) -> np.ndarray:
     """g[n, k]: how much signal n's MSE grows per unit of noise variance per value of tensor k,
     measured by adding uniform noise of +-step/2 (its rounding noise) to that tensor alone, over
@@ -477,7 +481,7 @@ def tensor_sensitivities(forward, thetas: list[torch.Tensor], y: torch.Tensor, s
                 perturbed = list(thetas)
                 perturbed[k] = theta_k + sign * offset
                 grown += (_signal_mse(forward, perturbed, y) - base) / 2.0
-        variance = (step32.to(torch.float64).flatten() ** 2 / 12.0).cpu()
+        variance = (step32.to(torch.float64).flatten(1) ** 2 / 12.0).mean(1).cpu()  # mean over a tensor's rows
         per_value = grown.cpu() / SENSITIVITY_DRAWS / (theta_k[0].numel() * variance)
         g[:, k] = per_value.clamp_min(0.0).numpy()
     return g
@@ -500,7 +504,7 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
                     retrain: bool = True, retrain_epochs: int = 300, retrain_lr: float = 1e-6,
                     references=None, seeds=0, grid_shape: tuple[int, int] | None = None,
                     step_scale: float = 1.0, rd_steps: bool = False, qat_from_soft: bool = False,
-                    progress: bool = False) -> list[QuantizedTensors]:
+                    per_channel_steps: bool = False, progress: bool = False) -> list[QuantizedTensors]:
     """quant.quantize_model for N models of one representation as one stacked computation; returns
     one QuantizedTensors per model (the models are not modified).
 
@@ -515,8 +519,10 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
     (quant.rd_step_sizes on sensitivities measured on the signal, tensor_sensitivities) instead of
     each tensor's MSE-optimal step at the bit width. qat_from_soft: retraining starts from
     AdaRound's soft levels (floor + h(V)) instead of its hard integers (what AIMET's QAT does; at
-    the paper's lr 1e-6 hard starts barely move, benchmarks/RESULTS.md AIMET cross-check). Other
-    arguments as quantize_model.
+    the paper's lr 1e-6 hard starts barely move, benchmarks/RESULTS.md AIMET cross-check).
+    per_channel_steps: every tensor of two or more dimensions (a weight) gets one step per output
+    row (quant.choose_channel_steps, then scaled / allocated as above) instead of one for the
+    tensor; biases keep one step. Other arguments as quantize_model.
     """
     b = _check_bitwidth(bitwidth)
     if not models:
@@ -536,7 +542,7 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
             adaround_iterations=adaround_iterations, adaround_reg=adaround_reg, retrain=retrain,
             retrain_epochs=retrain_epochs, retrain_lr=retrain_lr, references=pick(references, part),
             seeds=pick(seeds, part), grid_shape=grid_shape, step_scale=step_scale, rd_steps=rd_steps,
-            qat_from_soft=qat_from_soft, progress=progress)]
+            qat_from_soft=qat_from_soft, per_channel_steps=per_channel_steps, progress=progress)]
     declared = [_declared(m) for m in models]
     rep = declared[0][0]
     if any(r != rep for r, _ in declared):
@@ -566,7 +572,7 @@ def quantize_models(models: Sequence[nn.Module], features, targets: Sequence[tor
     for (_, tensors), reference in zip(declared, references):
         theta = _parameter_tensors(tensors)
         ref = _reference_tensors(rep, tensors, reference)
-        q, s = _nearest([t - r for t, r in zip(theta, ref)], b)
+        q, s = _nearest([t - r for t, r in zip(theta, ref)], b, per_channel=per_channel_steps)
         thetas.append(theta)
         refs.append(ref)
         ints.append(q)

@@ -57,7 +57,8 @@ def native(models, features, targets, qcfg, *, references, seeds, grid_shape, pr
                            adaround_iterations=qcfg.adaround_iterations, adaround_reg=qcfg.adaround_reg,
                            retrain=qcfg.retrain, retrain_epochs=qcfg.retrain_epochs, retrain_lr=qcfg.retrain_lr,
                            references=references, seeds=seeds, grid_shape=grid_shape, step_scale=qcfg.step_scale,
-                           rd_steps=qcfg.rd_steps, qat_from_soft=qcfg.qat_from_soft, progress=progress)
+                           rd_steps=qcfg.rd_steps, qat_from_soft=qcfg.qat_from_soft,
+                           per_channel_steps=qcfg.per_channel_steps, progress=progress)
 
 
 @register_quantizer("aimet", unavailable=_aimet_missing)

@@ -198,7 +198,7 @@ def code_fitted_latent(image: np.ndarray, target: torch.Tensor, model: LatentIma
 SIREN_ONLY_FLAGS = ("hidden_dims", "hidden_layers", "ff_dims", "encoding", "activation", "encoding_scale", "epochs",
                     "lr", "l1_reg", "patience", "bitwidth", "adaround", "adaround_iterations", "adaround_reg",
                     "retrain", "retrain_epochs", "retrain_lr", "code", "quantizer", "step_scale", "rd_steps",
-                    "qat_from_soft", "compile", "amp")
+                    "qat_from_soft", "per_channel_steps", "compile", "amp")
 
 
 def check_latent_flags(values: dict, given: set[str]) -> None:

@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             aim = (f"--target_bpp {chosen['target_bpp']}" if "target_bpp" in chosen
                    else f"--target_psnr {chosen['target_psnr']}")
             print(f"{aim}: chose width {values['hidden_dims']}, {chosen['bitwidth']} bits, step scale "
-                  f"{chosen['step_scale']:.4g}{', rd steps' if qcfg.rd_steps else ''} "
+                  f"{chosen['step_scale']:.4g}{', rd steps' if qcfg.rd_steps else ''}"
+                  f"{', per-channel steps' if qcfg.per_channel_steps else ''} "
                   f"({chosen['tries']} full encode(s)): {chosen['bpp']:.4f} bpp, PSNR {chosen['psnr']:.2f} dB")
         atomic_write_bytes(target, data)
         measured = measure_decoded(target.read_bytes(), image)

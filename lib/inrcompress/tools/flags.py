@@ -192,6 +192,9 @@ def define_quantization(fv: flags.FlagValues, *, retrain_epochs: int = 300, adar
                       "step at --bitwidth.", flag_values=fv)
     flags.DEFINE_bool("qat_from_soft", False, "Beyond the paper: quantization-aware retraining starts from AdaRound's "
                       "soft levels (as AIMET's does) instead of its hard integers.", flag_values=fv)
+    flags.DEFINE_bool("per_channel_steps", False, "Beyond the paper: one quantization step per output channel of "
+                      "every weight (each row's MSE-optimal step at --bitwidth; one byte a row in the file) "
+                      "instead of one per tensor.", flag_values=fv)
 
 
 def define_rate_target(fv: flags.FlagValues) -> None:
