@@ -3,7 +3,8 @@
 What is quantized is what the model's representation declares (codec/representations: for the
 paper's SIREN MLP, every weight and bias of INR.layers). Every declared tensor is quantized per
 tensor, symmetrically and uniformly at `bitwidth` bits: an integer q in [-2^(b-1), 2^(b-1) - 1] stands for the value q * step, and the
-symbol written to the bit stream is s = q + 2^(b-1) in [0, 2^b - 1].
+symbol written to the bit stream is s = q + 2^(b-1) in [0, 2^b - 1]. Beyond the paper
+(per_channel_steps), a weight can instead have one step per output row (codec/steps.ChannelSteps).
 
 The pipeline of `quantize_model` (the paper ran it with AIMET; this is plain PyTorch). Its AdaRound
 and QAT loops live in quant_batched.py, written once for N signals quantized together
@@ -59,9 +60,9 @@ import torch
 from torch import nn
 
 from inrcompress.codec.representations import representation_of
+from inrcompress.codec.representations.base import Representation
 from inrcompress.codec.steps import ChannelSteps, Step, representative_step, step_values
 from inrcompress.codec.steps import float32_step as _float32_step
-from inrcompress.codec.representations.base import Representation
 from inrcompress.errors import InrError
 
 MIN_BITWIDTH = 2
