@@ -288,8 +288,7 @@ def _check_step_sizes(steps: tuple[Step, ...], representation: Representation, e
         value = s.step if isinstance(s, ChannelSteps) else s
         if not (math.isfinite(value) and value > 0):
             raise error(f"step size {i} must be finite and > 0, got {value!r}")
-    per_channel = [isinstance(s, ChannelSteps) for s in steps]
-    if any(per_channel):
+    if any(isinstance(s, ChannelSteps) for s in steps):
         for i, (s, n) in enumerate(zip(steps, rows)):
             if (n is None) == isinstance(s, ChannelSteps) or (n is not None and s.codes.size != n):
                 raise error(f"per-channel steps cover every tensor of two or more dimensions, one per row: "
@@ -399,18 +398,17 @@ def _read_steps(data: bytes, pos: int, representation: Representation, channel_c
     if pos + 4 * count > len(data) - _CRC_BYTES:
         raise CorruptFileError("the file is truncated in the header")
     steps: tuple[Step, ...] = tuple(float(s) for s in np.frombuffer(data, dtype="<f4", count=count, offset=pos))
-    if channel_codes:
+    _invalid(_check_step_sizes, steps, representation)
+    if channel_codes:  # every row of every tensor of two or more dimensions, in file order
         rows = channel_step_rows(representation)
         need = sum(n for n in rows if n)
         if len(channel_codes) != need:
             raise CorruptFileError(f"section {SECTION_CHANNEL_STEPS} (channel steps) has {len(channel_codes)} bytes, "
                                    f"the architecture's {need} rows need {need}")
-        _invalid(_check_step_sizes, steps, representation)  # the tensor steps first: ChannelSteps needs them valid
         codes = np.frombuffer(channel_codes, dtype=np.uint8)
         offsets = np.cumsum([0] + [n or 0 for n in rows])
         steps = tuple(ChannelSteps(s, codes[start:start + n].copy()) if n else s
                       for s, n, start in zip(steps, rows, offsets))
-    _invalid(_check_step_sizes, steps, representation)
     return steps, pos + 4 * count
 
 
