@@ -21,7 +21,14 @@ A variant's curve is the upper envelope (Pareto front) of its (width, bits) poin
 mean bpp and mean PSNR over the images. BD-rates (evaluate.bd, pchip) of every variant against
 faithful and of every curve against JPEG2000 (9/7, mct: evaluate.codecs' fair setting), WebP and
 AVIF on the same images; an RD plot; the fit and encode seconds per image beside each curve.
-Fits and coded points are cached under --out (a rerun reuses them; --force recomputes).
+Fits and coded points are cached under --out (a rerun reuses them; --force recomputes). Runs over
+disjoint image sets (one per core) combine with --merge: it fits and codes nothing, reads every point
+of the given folders, averages them over the union of their images (which must be --images) and
+writes the table, the BD-rates and the plot under --out:
+
+    python benchmarks/rd_beyond.py --images kodim01 ... kodim12 --out benchmarks/output/rd_beyond24_A  # and _B
+    python benchmarks/rd_beyond.py --images kodim01 ... kodim24 --merge benchmarks/output/rd_beyond24_A \
+        benchmarks/output/rd_beyond24_B --out benchmarks/output/rd_beyond24
 """
 
 from __future__ import annotations
@@ -75,50 +82,56 @@ def variants(args) -> dict[str, Variant]:
             "all": Variant("rate", (6, 7, 8), {"rd_steps": True, **qat})}
 
 
-def fit_all(images, widths, args, out: Path) -> dict:
-    """{(fits, width): {image: state_dict}} and {(fits, width): fit seconds per image}, fitted or read
-    from out/fits (the images of one size fitted together, one thread)."""
+def fit_images(images, cfg: ModelConfig, epochs: int, rate_lambda: float, folder: Path, force: bool = False
+               ) -> tuple[dict, float]:
+    """({image: state_dict}, fit seconds per image) of networks of `cfg` fitted to the images with the
+    paper's loss (plus rate_lambda x the estimated bpp), the images of one size fitted together, or
+    read from `folder` where a finished fit left them."""
+    done = folder / "fit.json"
+    if done.is_file() and not force:
+        return ({name: torch.load(folder / f"{name}.pth") for name, _ in images},
+                json.loads(done.read_text())["fit_seconds_per_image"])
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    states = {}
+    for shape in sorted({im.shape for _, im in images}):
+        group = [(name, im) for name, im in images if im.shape == shape]
+        coords = coordinate_grid(shape[:2])
+        signals = [ImageSignal(name, im, coords, image_to_values(im)) for name, im in group]
+        models = []
+        for _ in group:
+            torch.manual_seed(0)
+            models.append(INR(cfg))
+        names = [spec.name for spec in representation_of(models[0]).tensor_specs()]
+        terms = [RateTerm(rate_lambda, shape[0] * shape[1], names, 8)] if rate_lambda else []
+        train = TrainConfig(epochs=epochs, lr=5e-4, l1_reg=1e-5, seed=0)
+        fit_images_batched(signals, cfg, train, [None] * len(group), torch.device("cpu"), models=models,
+                           show_progress=False, terms=terms)
+        for (name, _), model in zip(group, models):
+            states[name] = model.state_dict()
+            torch.save(states[name], folder / f"{name}.pth")
+    per_image = (time.perf_counter() - started) / len(images)
+    write_json(done, {"fit_seconds_per_image": per_image, "rate_lambda": rate_lambda, "epochs": epochs})
+    return states, per_image
+
+
+def fit_all(images, widths, args, out: Path) -> tuple[dict, dict]:
+    """{(fits, width): {image: state_dict}} and {(fits, width): fit seconds per image} (fit_images)."""
     fitted, seconds = {}, {}
     for fits, rate_lambda in (("paper", 0.0), ("rate", args.rate_lambda)):
         for width in widths:
-            folder = out / "fits" / (f"{fits}_w{width}_e{args.epochs}" + (f"_l{rate_lambda}" if rate_lambda else ""))
             cfg = ModelConfig(hidden_dims=width, hidden_layers=args.hidden_layers, ff_dims=args.ff_dims)
-            done = folder / "fit.json"
-            if done.is_file() and not args.force:
-                fitted[fits, width] = {name: torch.load(folder / f"{name}.pth") for name, _ in images}
-                seconds[fits, width] = json.loads(done.read_text())["fit_seconds_per_image"]
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            started = time.perf_counter()
-            states = {}
-            for shape in sorted({im.shape for _, im in images}):
-                group = [(name, im) for name, im in images if im.shape == shape]
-                coords = coordinate_grid(shape[:2])
-                signals = [ImageSignal(name, im, coords, image_to_values(im)) for name, im in group]
-                models = []
-                for _ in group:
-                    torch.manual_seed(0)
-                    models.append(INR(cfg))
-                names = [spec.name for spec in representation_of(models[0]).tensor_specs()]
-                terms = [RateTerm(rate_lambda, shape[0] * shape[1], names, 8)] if rate_lambda else []
-                train = TrainConfig(epochs=args.epochs, lr=5e-4, l1_reg=1e-5, seed=0)
-                fit_images_batched(signals, cfg, train, [None] * len(group), torch.device("cpu"), models=models,
-                                   show_progress=False, terms=terms)
-                for (name, _), model in zip(group, models):
-                    states[name] = model.state_dict()
-                    torch.save(states[name], folder / f"{name}.pth")
-            per_image = (time.perf_counter() - started) / len(images)
-            write_json(done, {"fit_seconds_per_image": per_image, "rate_lambda": rate_lambda, "epochs": args.epochs})
-            fitted[fits, width], seconds[fits, width] = states, per_image
-            print(f"fitted {fits} width {width}: {per_image:.1f} s per image", flush=True)
+            fitted[fits, width], seconds[fits, width] = fit_images(
+                images, cfg, args.epochs, rate_lambda, out / "fits" / fit_folder(fits, width, args), args.force)
+            print(f"fits {fits} width {width}: {seconds[fits, width]:.1f} s per image", flush=True)
     return fitted, seconds
 
 
-def code_point(images, states, width, qcfg: QuantConfig, args, path: Path) -> dict:
-    """Mean bpp / PSNR / encode seconds over the images of one fitted width at qcfg (cached in path)."""
-    if path.is_file() and not args.force:
+def code_point(images, states, cfg: ModelConfig, qcfg: QuantConfig, path: Path, force: bool = False) -> dict:
+    """Mean bpp / PSNR / encode seconds over the images of one fitted architecture at qcfg (cached in
+    path; per image under "per_image")."""
+    if path.is_file() and not force:
         return json.loads(path.read_text())
-    cfg = ModelConfig(hidden_dims=width, hidden_layers=args.hidden_layers, ff_dims=args.ff_dims)
     per_image = {}
     for shape in sorted({im.shape for _, im in images}):
         group = [(name, im) for name, im in images if im.shape == shape]
@@ -134,9 +147,56 @@ def code_point(images, states, width, qcfg: QuantConfig, args, path: Path) -> di
                                "encode_seconds": info["encode_seconds"]}
     point = {key: float(np.mean([r[key] for r in per_image.values()])) for key in ("bpp", "psnr", "ms_ssim",
                                                                                    "encode_seconds")}
-    point.update(width=width, bitwidth=qcfg.bitwidth, tag=qcfg.tag, per_image=per_image)
+    point.update(width=cfg.hidden_dims, bitwidth=qcfg.bitwidth, tag=qcfg.tag, per_image=per_image)
     write_json(path, point)
     return point
+
+
+def architecture_key(width: int, args) -> str:
+    """w<width>, and the depth and ff_dims where they are not the paper's 3 and 16 (cache names)."""
+    paper = (args.hidden_layers, args.ff_dims) == (3, 16)
+    return f"w{width}" + ("" if paper else f"_h{args.hidden_layers}_ff{args.ff_dims}")
+
+
+def fit_folder(fits: str, width: int, args) -> str:
+    """The cache folder name of one width's fits under out/fits."""
+    rate_lambda = args.rate_lambda if fits == "rate" else 0.0
+    return f"{fits}_{architecture_key(width, args)}_e{args.epochs}" + (f"_l{rate_lambda}" if rate_lambda else "")
+
+
+def merged_point(folders: list[Path], relative: str, names: list[str]) -> dict:
+    """One point averaged over the images of several runs: each image's numbers from the run that
+    coded it; every one of `names` must be there, once."""
+    per_image = {}
+    for folder in folders:
+        path = folder / relative
+        if not path.is_file():
+            raise InrError(f"{path} is missing: run that folder's benchmark first (same --widths, --epochs, "
+                           "--rate_lambda, --qat_lr)")
+        for name, values in json.loads(path.read_text())["per_image"].items():
+            if name in per_image:
+                raise InrError(f"{name} is coded in more than one of the merged folders ({relative})")
+            per_image[name] = values
+    if sorted(per_image) != sorted(names):
+        raise InrError(f"the merged folders hold images {sorted(per_image)} for {relative}, not --images")
+    point = {key: float(np.mean([per_image[n][key] for n in names]))
+             for key in ("bpp", "psnr", "ms_ssim", "encode_seconds")}
+    point["per_image"] = per_image
+    return point
+
+
+def merged_fit_seconds(folders: list[Path], fits_folder: str) -> float:
+    """Fit seconds per image over several runs, weighted by their image counts."""
+    total = count = 0.0
+    for folder in folders:
+        path = folder / "fits" / fits_folder / "fit.json"
+        if not path.is_file():
+            raise InrError(f"{path} is missing: run that folder's benchmark first")
+        saved = json.loads(path.read_text())
+        n = len(list((folder / "fits" / fits_folder).glob("*.pth")))
+        total += saved["fit_seconds_per_image"] * n
+        count += n
+    return total / count
 
 
 def pareto(points: list[dict]) -> list[dict]:
@@ -166,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codecs", nargs="*", default=list(CODECS))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "output" / "rd_beyond"))
     parser.add_argument("--force", action="store_true", help="recompute cached fits and points")
+    parser.add_argument("--merge", nargs="+", metavar="DIR",
+                        help="fit and code nothing: combine these runs over disjoint image sets (see above)")
     args = parser.parse_args(argv)
     try:
         return run(args)
@@ -185,7 +247,16 @@ def run(args) -> int:
             raise InrError(f"unknown variants {unknown}; there are {', '.join(chosen)}")
         chosen = {name: v for name, v in chosen.items() if name in args.variants or name == "faithful"}
     started = time.perf_counter()
-    fitted, fit_seconds = fit_all(images, args.widths, args, out)
+    merged = [Path(folder) for folder in args.merge or []]
+    if merged:
+        missing = [str(f) for f in merged if not (f / "points").is_dir()]
+        if missing:
+            raise InrError(f"nothing to merge in {', '.join(missing)} (no points/ folder)")
+        fitted = {}
+        fit_seconds = {(v.fits, w): merged_fit_seconds(merged, fit_folder(v.fits, w, args))
+                       for v in chosen.values() for w in args.widths}
+    else:
+        fitted, fit_seconds = fit_all(images, args.widths, args, out)
     ours, rows = [], {}
     for name, variant in chosen.items():
         points = []
@@ -193,8 +264,13 @@ def run(args) -> int:
             for bits in variant.bitwidths:
                 qcfg = QuantConfig(bitwidth=bits, adaround_iterations=args.adaround_iterations,
                                    retrain_epochs=args.retrain_epochs, **variant.quant)
-                path = out / "points" / f"{variant.fits}_w{width}_e{args.epochs}_{qcfg.tag}.json"
-                point = code_point(images, fitted[variant.fits, width], width, qcfg, args, path)
+                relative = f"points/{variant.fits}_{architecture_key(width, args)}_e{args.epochs}_{qcfg.tag}.json"
+                if merged:
+                    point = merged_point(merged, relative, [n for n, _ in images])
+                    point.update(width=width, bitwidth=bits, tag=qcfg.tag)
+                else:
+                    cfg = ModelConfig(hidden_dims=width, hidden_layers=args.hidden_layers, ff_dims=args.ff_dims)
+                    point = code_point(images, fitted[variant.fits, width], cfg, qcfg, out / relative, args.force)
                 point["fit_seconds"] = fit_seconds[variant.fits, width]
                 points.append(point)
                 print(f"{name:<12} w{width:<3} {bits}b: {point['bpp']:.4f} bpp, PSNR {point['psnr']:.2f} dB, "

@@ -47,3 +47,82 @@ def test_dry_run_prints_the_benchmark_command(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "rd_beyond.py" in done.stdout and "--epochs 1000" in done.stdout and "kodim23" in done.stdout
+
+
+def _rd_beyond():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rd_beyond", REPO / "benchmarks" / "rd_beyond.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_runs_over_disjoint_images_merge_into_the_mean_over_all(tmp_path, capsys):
+    """Two runs of the benchmark on one image each, merged: every point is the mean of the two
+    runs' points, and a merge over images the runs did not code is refused."""
+    kodak = tmp_path / "KODAK"
+    kodak.mkdir()
+    Image.fromarray(photo_crop("coffee", 32, 48)).save(kodak / "kodim01.png")
+    Image.fromarray(photo_crop("astronaut", 32, 48)).save(kodak / "kodim02.png")
+    rd_beyond = _rd_beyond()
+    tiny = ["--kodak", str(kodak), "--factor", "1", "--widths", "8", "--epochs", "20", "--adaround_iterations", "5",
+            "--retrain_epochs", "2", "--variants", "faithful", "--codecs"]
+    for name in ("kodim01", "kodim02"):
+        assert rd_beyond.main(tiny + ["--images", name, "--out", str(tmp_path / name)]) == 0
+    merged_dirs = [str(tmp_path / "kodim01"), str(tmp_path / "kodim02")]
+    assert rd_beyond.main(tiny + ["--images", "kodim01", "kodim02", "--merge", *merged_dirs,
+                                  "--out", str(tmp_path / "both")]) == 0
+    runs = [json.loads((tmp_path / name / "summary.json").read_text())["curves"]["faithful"]["points"]
+            for name in ("kodim01", "kodim02")]
+    both = json.loads((tmp_path / "both" / "summary.json").read_text())
+    assert both["images"] == ["kodim01", "kodim02"]
+    for point, one, two in zip(both["curves"]["faithful"]["points"], *runs, strict=True):
+        assert point["bitwidth"] == one["bitwidth"] == two["bitwidth"]
+        assert point["bpp"] == pytest.approx((one["bpp"] + two["bpp"]) / 2, rel=1e-12)
+        assert point["psnr"] == pytest.approx((one["psnr"] + two["psnr"]) / 2, rel=1e-12)
+        assert point["fit_seconds"] == pytest.approx((one["fit_seconds"] + two["fit_seconds"]) / 2, rel=1e-9)
+    capsys.readouterr()
+    assert rd_beyond.main(tiny + ["--images", "kodim01", "kodim02", "--merge", merged_dirs[0],
+                                  "--out", str(tmp_path / "half")]) == 2
+    assert "not --images" in capsys.readouterr().err
+    assert rd_beyond.main(tiny + ["--images", "kodim01", "--merge", str(tmp_path / "nothing"),
+                                  "--out", str(tmp_path / "none")]) == 2
+    assert "nothing to merge" in capsys.readouterr().err
+
+
+def test_architecture_benchmark_finds_the_front_over_every_shape(tmp_path, capsys):
+    """benchmarks/arch_rd.py on one tiny image: every (width, depth, ff_dims, bits) is coded, each
+    shape gets a curve and a BD-rate against the paper's shape, and the overall front is drawn from
+    the points and beats every other point."""
+    import importlib.util
+
+    kodak = tmp_path / "KODAK"
+    kodak.mkdir()
+    Image.fromarray(photo_crop("coffee", 32, 48)).save(kodak / "kodim01.png")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("arch_rd", REPO / "benchmarks" / "arch_rd.py")
+        arch_rd = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = arch_rd
+        spec.loader.exec_module(arch_rd)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    out = tmp_path / "arch"
+    assert arch_rd.main(["--kodak", str(kodak), "--images", "kodim01", "--factor", "1", "--widths", "8", "12",
+                         "--hidden_layers", "2", "3", "--ff_dims", "16", "--bits", "7", "8", "--epochs", "20",
+                         "--adaround_iterations", "5", "--retrain_epochs", "2", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["points"]) == 2 * 2 * 2
+    assert {(p["width"], p["hidden_layers"], p["bitwidth"]) for p in summary["points"]} == {
+        (w, h, b) for w in (8, 12) for h in (2, 3) for b in (7, 8)}
+    assert {row["curve"]: "vs_paper" in row for row in summary["bd_rate_vs_paper_shape"]} == {
+        "2 layers, ff_dims 16": True, "3 layers, ff_dims 16 (paper)": False}
+    front = summary["front"]
+    assert front and all(p in summary["points"] for p in front)
+    for p in summary["points"]:  # nothing off the front is both smaller and better than a front point
+        assert p in front or any(f["bpp"] <= p["bpp"] and f["psnr"] >= p["psnr"] for f in front)
+    assert (out / "arch_rd.png").stat().st_size > 1000
+    assert arch_rd.main(["--kodak", str(kodak), "--widths", "0", "--out", str(out)]) == 2
+    assert "must be >= 1" in capsys.readouterr().err
