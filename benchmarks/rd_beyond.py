@@ -17,8 +17,11 @@ compress_image_models) and every number is measured on the written bytes decoded
   rate_lambda   the rate-aware fits, quantized as faithful
   all           rate-aware fits, 6-8 bits, rd_steps and the QAT above
 
-A variant's curve is the upper envelope (Pareto front) of its (width, bits) points, each point the
-mean bpp and mean PSNR over the images. BD-rates (evaluate.bd, pchip) of every variant against
+A variant's curve is the upper envelope of its (width, bits) points, each point the mean bpp and mean
+PSNR over the images: with --front pareto (default) the points no other beats in both rate and PSNR;
+with --front hull only those on the upper convex hull of (log bpp, PSNR), so that a point below the
+line through its neighbours (a 6-bit point between an 8-bit and a 7-bit one) does not bend the
+interpolated curve down: a curve with more points is then never worse than one with a subset. BD-rates (evaluate.bd, pchip) of every variant against
 faithful and of every curve against JPEG2000 (9/7, mct: evaluate.codecs' fair setting), WebP and
 AVIF on the same images; an RD plot; the fit and encode seconds per image beside each curve.
 Fits and coded points are cached under --out (a rerun reuses them; --force recomputes). Runs over
@@ -199,6 +202,21 @@ def merged_fit_seconds(folders: list[Path], fits_folder: str) -> float:
     return total / count
 
 
+def convex_front(points: list[dict]) -> list[dict]:
+    """The Pareto points on the upper convex hull of (log bpp, PSNR), by bpp."""
+    hull = []
+    for point in pareto(points):
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = [(np.log(q["bpp"]), q["psnr"]) for q in hull[-2:]]
+            x3, y3 = np.log(point["bpp"]), point["psnr"]
+            if (x2 - x1) * (y3 - y1) - (y2 - y1) * (x3 - x1) >= 0:  # hull[-1] on or below the chord
+                hull.pop()
+            else:
+                break
+        hull.append(point)
+    return hull
+
+
 def pareto(points: list[dict]) -> list[dict]:
     """The points no other point beats in both rate and PSNR, by bpp."""
     front = []
@@ -226,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codecs", nargs="*", default=list(CODECS))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "output" / "rd_beyond"))
     parser.add_argument("--force", action="store_true", help="recompute cached fits and points")
+    parser.add_argument("--front", choices=("pareto", "hull"), default="pareto",
+                        help="which points make a curve (see above)")
     parser.add_argument("--merge", nargs="+", metavar="DIR",
                         help="fit and code nothing: combine these runs over disjoint image sets (see above)")
     args = parser.parse_args(argv)
@@ -275,7 +295,7 @@ def run(args) -> int:
                 points.append(point)
                 print(f"{name:<12} w{width:<3} {bits}b: {point['bpp']:.4f} bpp, PSNR {point['psnr']:.2f} dB, "
                       f"fit {point['fit_seconds']:.1f} s + encode {point['encode_seconds']:.1f} s per image", flush=True)
-        front = pareto(points)
+        front = convex_front(points) if args.front == "hull" else pareto(points)
         ours.append(curves.Curve(name, [p["bpp"] for p in front], [p["psnr"] for p in front],
                                  [p["ms_ssim"] for p in front], source=str(out)))
         rows[name] = {"points": points, "front": front,

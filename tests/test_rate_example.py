@@ -126,3 +126,18 @@ def test_architecture_benchmark_finds_the_front_over_every_shape(tmp_path, capsy
     assert (out / "arch_rd.png").stat().st_size > 1000
     assert arch_rd.main(["--kodak", str(kodak), "--widths", "0", "--out", str(out)]) == 2
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_the_hull_front_drops_points_below_the_chord_of_their_neighbours():
+    rd_beyond = _rd_beyond()
+    points = [{"bpp": 0.40, "psnr": 26.7}, {"bpp": 0.48, "psnr": 28.3}, {"bpp": 0.56, "psnr": 28.9},
+              {"bpp": 0.72, "psnr": 29.3}, {"bpp": 0.86, "psnr": 30.9}, {"bpp": 0.90, "psnr": 30.0}]
+    assert [p["bpp"] for p in rd_beyond.pareto(points)] == [0.40, 0.48, 0.56, 0.72, 0.86]
+    hull = rd_beyond.convex_front(points)
+    assert [p["bpp"] for p in hull] == [0.40, 0.48, 0.86]
+    # a superset of points never lowers the hull: every subset point lies on or below it
+    import numpy as np
+    x, y = np.log([p["bpp"] for p in hull]), [p["psnr"] for p in hull]
+    for p in points:
+        if x[0] <= np.log(p["bpp"]) <= x[-1]:
+            assert p["psnr"] <= np.interp(np.log(p["bpp"]), x, y) + 1e-12
