@@ -21,9 +21,9 @@ A variant's curve is the upper envelope of its (width, bits) points, each point 
 PSNR over the images: with --front pareto (default) the points no other beats in both rate and PSNR;
 with --front hull only those on the upper convex hull of (log bpp, PSNR), so that a point below the
 line through its neighbours (a 6-bit point between an 8-bit and a 7-bit one) does not bend the
-interpolated curve down: a curve with more points is then never worse than one with a subset. BD-rates (evaluate.bd, pchip) of every variant against
-faithful and of every curve against JPEG2000 (9/7, mct: evaluate.codecs' fair setting), WebP and
-AVIF on the same images; an RD plot; the fit and encode seconds per image beside each curve.
+interpolated curve down: a curve with more points then never lies below one with a subset. BD-rates
+(evaluate.bd, pchip) of every variant against faithful and of every curve against JPEG2000 (9/7,
+mct: evaluate.codecs' fair setting), WebP and AVIF on the same images; an RD plot; the fit and encode seconds per image beside each curve.
 Fits and coded points are cached under --out (a rerun reuses them; --force recomputes). Runs over
 disjoint image sets (one per core) combine with --merge: it fits and codes nothing, reads every point
 of the given folders, averages them over the union of their images (which must be --images) and
@@ -130,6 +130,15 @@ def fit_all(images, widths, args, out: Path) -> tuple[dict, dict]:
     return fitted, seconds
 
 
+def mean_point(per_image: dict) -> dict:
+    """{bpp, psnr, ms_ssim, encode_seconds}: the means over the images of per_image ({image: those
+    numbers}), with per_image kept."""
+    point = {key: float(np.mean([r[key] for r in per_image.values()]))
+             for key in ("bpp", "psnr", "ms_ssim", "encode_seconds")}
+    point["per_image"] = per_image
+    return point
+
+
 def code_point(images, states, cfg: ModelConfig, qcfg: QuantConfig, path: Path, force: bool = False) -> dict:
     """Mean bpp / PSNR / encode seconds over the images of one fitted architecture at qcfg (cached in
     path; per image under "per_image")."""
@@ -148,9 +157,8 @@ def code_point(images, states, cfg: ModelConfig, qcfg: QuantConfig, path: Path, 
             measured = measure_decoded(data, im)
             per_image[name] = {"bpp": measured["bpp"], "psnr": measured["psnr"], "ms_ssim": measured["ms_ssim"],
                                "encode_seconds": info["encode_seconds"]}
-    point = {key: float(np.mean([r[key] for r in per_image.values()])) for key in ("bpp", "psnr", "ms_ssim",
-                                                                                   "encode_seconds")}
-    point.update(width=cfg.hidden_dims, bitwidth=qcfg.bitwidth, tag=qcfg.tag, per_image=per_image)
+    point = mean_point(per_image)
+    point.update(width=cfg.hidden_dims, bitwidth=qcfg.bitwidth, tag=qcfg.tag)
     write_json(path, point)
     return point
 
@@ -182,10 +190,7 @@ def merged_point(folders: list[Path], relative: str, names: list[str]) -> dict:
             per_image[name] = values
     if sorted(per_image) != sorted(names):
         raise InrError(f"the merged folders hold images {sorted(per_image)} for {relative}, not --images")
-    point = {key: float(np.mean([per_image[n][key] for n in names]))
-             for key in ("bpp", "psnr", "ms_ssim", "encode_seconds")}
-    point["per_image"] = per_image
-    return point
+    return mean_point(per_image)
 
 
 def merged_fit_seconds(folders: list[Path], fits_folder: str) -> float:
