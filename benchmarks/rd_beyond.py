@@ -23,7 +23,8 @@ with --front hull only those on the upper convex hull of (log bpp, PSNR), so tha
 line through its neighbours (a 6-bit point between an 8-bit and a 7-bit one) does not bend the
 interpolated curve down: a curve with more points then never lies below one with a subset. BD-rates
 (evaluate.bd, pchip) of every variant against faithful and of every curve against JPEG2000 (9/7,
-mct: evaluate.codecs' fair setting), WebP and AVIF on the same images; an RD plot; the fit and encode seconds per image beside each curve.
+mct: evaluate.codecs' fair setting), WebP and AVIF on the same images; an RD plot; the fit and
+encode seconds per image beside each curve.
 Fits and coded points are cached under --out (a rerun reuses them; --force recomputes). Runs over
 disjoint image sets (one per core) combine with --merge: it fits and codes nothing, reads every point
 of the given folders, averages them over the union of their images (which must be --images) and
